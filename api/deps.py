@@ -1,0 +1,83 @@
+"""Dependencies that routes take as parameters: the shared clients and the caller's key."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.errors import Forbidden, Unauthorized
+from resources.config_store.api_keys import ApiKey, ApiKeyRepository, hash_token
+from resources.config_store.segments import SegmentRepository
+from resources.segment_reader import SegmentReader
+from resources.settings import Settings
+
+# A revoked key stops working within this many seconds (the life of the in-process key cache).
+API_KEY_CACHE_SECONDS = 10.0
+
+
+@dataclass
+class ApiKeyCache:
+    """Keeps PostgreSQL off the hot path: each key is checked there at most every few seconds."""
+
+    repository: ApiKeyRepository
+    ttl_seconds: float = API_KEY_CACHE_SECONDS
+    _entries: dict[str, tuple[ApiKey | None, float]] = field(default_factory=dict)
+
+    async def authenticate(self, token: str) -> ApiKey | None:
+        digest = hash_token(token)
+        now = time.monotonic()
+        cached = self._entries.get(digest)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        key = await run_in_threadpool(self.repository.authenticate, token)
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[digest] = (key, now + self.ttl_seconds)
+        return key
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    segments: SegmentRepository
+    api_keys: ApiKeyCache
+    reader: SegmentReader
+    archived_segment_ids: set[str] = field(default_factory=set)
+
+
+def get_state(request: Request) -> AppState:
+    return request.app.state.segmentation
+
+
+State = Annotated[AppState, Depends(get_state)]
+_bearer = HTTPBearer(auto_error=False, description="An API key from `segmentation api-keys create`.")
+
+
+async def _caller(
+    state: State, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> ApiKey:
+    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'", headers={"WWW-Authenticate": "Bearer"})
+    key = await state.api_keys.authenticate(credentials.credentials)
+    if key is None:
+        raise Unauthorized("unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+    return key
+
+
+async def _reader_key(key: Annotated[ApiKey, Depends(_caller)]) -> ApiKey:
+    return key
+
+
+async def _admin_key(key: Annotated[ApiKey, Depends(_caller)]) -> ApiKey:
+    if key.scope != "admin":
+        raise Forbidden(f"this call needs an admin key; key {key.name!r} has scope {key.scope!r}")
+    return key
+
+
+ReadKey = Annotated[ApiKey, Depends(_reader_key)]
+AdminKey = Annotated[ApiKey, Depends(_admin_key)]

@@ -1,0 +1,1 @@
+"""The `segmentation` command line (SPEC 6)."""

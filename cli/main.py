@@ -1,0 +1,168 @@
+"""`segmentation`: services, schema, synthetic lake, API keys, runs, rollback, API server, demo."""
+
+from __future__ import annotations
+
+import sys
+from datetime import date, datetime, timedelta, timezone
+from typing import Annotated, Optional
+
+import typer
+
+from resources.settings import get_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+services_app = typer.Typer(no_args_is_help=True, help="Local Elasticsearch, PostgreSQL and Redis.")
+db_app = typer.Typer(no_args_is_help=True, help="The config store's schema.")
+lake_app = typer.Typer(no_args_is_help=True, help="The data lake.")
+keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
+app.add_typer(services_app, name="services")
+app.add_typer(db_app, name="db")
+app.add_typer(lake_app, name="lake")
+app.add_typer(keys_app, name="api-keys")
+
+
+def _print_services(states) -> None:
+    for state in states:
+        running = "running" if state.running else "stopped"
+        owner = "managed" if state.managed else "external"
+        typer.echo(f"{state.name:<14} {running:<8} {owner:<9} {state.url}  {state.detail}")
+
+
+@services_app.command("up")
+def services_up() -> None:
+    """Install where missing and start Elasticsearch, PostgreSQL and Redis; idempotent."""
+    from cli.local_services import ServiceError, services_up as up
+
+    try:
+        _print_services(up(get_settings()))
+    except ServiceError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+
+
+@services_app.command("down")
+def services_down() -> None:
+    """Stop what `services up` started; leave external services alone."""
+    from cli.local_services import services_down as down
+
+    _print_services(down(get_settings()))
+
+
+@services_app.command("status")
+def services_status() -> None:
+    from cli.local_services import services_status as status
+
+    _print_services(status(get_settings()))
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Create or migrate the config store's schema (Alembic)."""
+    from resources.config_store.database import upgrade_schema
+
+    upgrade_schema(get_settings().database_url, revision)
+    typer.echo(f"config store schema at {revision}")
+
+
+@lake_app.command("generate")
+def lake_generate(
+    out: Annotated[Optional[str], typer.Option(help="Lake URI; defaults to SEGMENTATION_LAKE_URI.")] = None,
+    customers: int = 100_000,
+    days: int = 90,
+    seed: int = 42,
+    end: Annotated[Optional[str], typer.Option(help="Last day with orders, YYYY-MM-DD; default yesterday (UTC).")] = None,
+) -> None:
+    """Write a deterministic, realistic synthetic raw lake (SPEC 3)."""
+    from resources.synthetic_lake import generate_lake
+
+    end_date = date.fromisoformat(end) if end else datetime.now(timezone.utc).date() - timedelta(days=1)
+    summary = generate_lake(out or get_settings().lake_uri, customers=customers, days=days, seed=seed, end=end_date)
+    typer.echo(
+        f"{summary.customers} customers, {summary.stores} stores, {summary.orders} orders "
+        f"({summary.cancelled_orders} cancelled, {summary.invalid_rows} invalid) "
+        f"from {summary.start} to {summary.end} in {summary.seconds:.1f}s"
+    )
+
+
+@keys_app.command("create")
+def api_keys_create(
+    name: Annotated[str, typer.Option(help="Who uses the key; the actor in the audit log.")],
+    scope: Annotated[str, typer.Option(help="read or admin")] = "read",
+) -> None:
+    """Print a new API key once; only its hash is stored."""
+    from resources.config_store.api_keys import ApiKeyRepository
+    from resources.config_store.database import session_factory
+
+    if scope not in ("read", "admin"):
+        raise typer.BadParameter("scope must be 'read' or 'admin'", param_hint="--scope")
+    token = ApiKeyRepository(session_factory(get_settings().database_url)).create(name, scope)  # type: ignore[arg-type]
+    typer.echo(token)
+
+
+@keys_app.command("revoke")
+def api_keys_revoke(name: Annotated[str, typer.Option()]) -> None:
+    from resources.config_store.api_keys import ApiKeyRepository
+    from resources.config_store.database import session_factory
+
+    if not ApiKeyRepository(session_factory(get_settings().database_url)).revoke(name):
+        typer.echo(f"no active key named {name!r}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {name}")
+
+
+@keys_app.command("list")
+def api_keys_list() -> None:
+    from resources.config_store.api_keys import ApiKeyRepository
+    from resources.config_store.database import session_factory
+
+    for key in ApiKeyRepository(session_factory(get_settings().database_url)).list():
+        state = f"revoked {key['revoked_at']:%Y-%m-%d}" if key["revoked_at"] else "active"
+        typer.echo(f"{key['name']:<30} {key['scope']:<6} {state}")
+
+
+@app.command("run")
+def run(
+    partition: Annotated[str, typer.Option(help="Partition key, e.g. 2026-11-25.")],
+    segment_type: Annotated[Optional[list[str]], typer.Option(help="Only these types (repeatable).")] = None,
+) -> None:
+    """Materialize calculation, index and alias for a partition, through Dagster."""
+    from cli.runs import materialize_partition
+
+    result = materialize_partition(get_settings(), partition, segment_type or [])
+    for line in result.summary_lines:
+        typer.echo(line)
+    if not result.success:
+        raise typer.Exit(1)
+
+
+@app.command("api")
+def api(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+    """Serve the HTTP API (uvloop, httptools; several workers for production)."""
+    import uvicorn
+
+    uvicorn.run(
+        "api.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+    )
+
+
+@app.command("demo")
+def demo(
+    customers: int = 20_000,
+    days: int = 60,
+    serve: Annotated[bool, typer.Option(help="Keep the API running after the demo.")] = False,
+) -> None:
+    """Services, a generated lake, sample segments, every asset materialized, the API answering."""
+    from cli.demo import run_demo
+
+    sys.exit(run_demo(get_settings(), customers=customers, days=days, serve=serve))
+
+
+if __name__ == "__main__":
+    app()

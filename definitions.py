@@ -1,0 +1,46 @@
+"""Everything Dagster shows: per segment type, its calculation, index and alias assets."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from resources.dagster_resources import (
+    ConfigStoreResource,
+    ElasticsearchResource,
+    LakeResource,
+    RedisResource,
+    SparkResource,
+)
+from resources.settings import Settings, get_settings
+from segmentation_assets.calculation import build_members_asset
+from segmentation_assets.partitions import segment_partitions
+from segmentation_assets.publish import build_alias_asset, build_index_asset
+from segmentation_assets.segment_types import SEGMENT_TYPES
+
+
+def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    return {
+        "lake": LakeResource(uri=settings.lake_uri),
+        "spark": SparkResource(driver_memory=settings.spark_driver_memory, shuffle_partitions=settings.spark_shuffle_partitions),
+        "config_store": ConfigStoreResource(database_url=settings.database_url),
+        "search": ElasticsearchResource(
+            url=settings.elasticsearch_url, index_prefix=settings.index_prefix, chunk_size=settings.ingest_chunk_size
+        ),
+        "redis": RedisResource(url=settings.redis_url, ingestion_lock_seconds=settings.ingest_lock_seconds),
+    }
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    partitions_def = segment_partitions(settings.partition_granularity, settings.partitions_start_date)
+    assets = []
+    for segment_type in SEGMENT_TYPES.values():
+        assets += [
+            build_members_asset(segment_type, partitions_def),
+            build_index_asset(segment_type, partitions_def),
+            build_alias_asset(segment_type, partitions_def),
+        ]
+    # Spark runs in-process: one JVM per run, shared by every step, rather than one per step.
+    return dg.Definitions(assets=assets, resources=build_resources(settings), executor=dg.in_process_executor)
+
+
+defs = build_definitions(get_settings())

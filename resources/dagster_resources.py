@@ -1,0 +1,62 @@
+"""Dagster resources: one per external system, typed, each a thin face over a shared client."""
+
+from __future__ import annotations
+
+import dagster as dg
+import redis
+from elasticsearch import Elasticsearch
+from pyspark.sql import SparkSession
+
+from resources.config_store.database import session_factory
+from resources.config_store.segments import SegmentRepository
+from resources.lake import Lake
+from resources.segment_index import SegmentIndexWriter
+from resources.spark import local_spark_session
+
+
+class LakeResource(dg.ConfigurableResource):
+    uri: str
+
+    def lake(self) -> Lake:
+        return Lake(self.uri)
+
+
+class SparkResource(dg.ConfigurableResource):
+    """Local mode: an in-process SparkSession, shared by every step of the run."""
+
+    master: str = "local[*]"
+    driver_memory: str = "2g"
+    shuffle_partitions: int = 8
+
+    def session(self) -> SparkSession:
+        return local_spark_session(
+            master=self.master, driver_memory=self.driver_memory, shuffle_partitions=self.shuffle_partitions
+        )
+
+
+class ConfigStoreResource(dg.ConfigurableResource):
+    database_url: str
+
+    def segments(self) -> SegmentRepository:
+        return SegmentRepository(session_factory(self.database_url))
+
+
+class ElasticsearchResource(dg.ConfigurableResource):
+    url: str
+    index_prefix: str = "segments"
+    request_timeout_seconds: float = 60.0
+    chunk_size: int = 50_000  # customer ids per chunk document
+
+    def client(self) -> Elasticsearch:
+        return Elasticsearch(self.url, request_timeout=self.request_timeout_seconds, retry_on_timeout=True, max_retries=3)
+
+    def writer(self) -> SegmentIndexWriter:
+        return SegmentIndexWriter(self.client(), self.index_prefix)
+
+
+class RedisResource(dg.ConfigurableResource):
+    url: str
+    ingestion_lock_seconds: int = 600
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=5)

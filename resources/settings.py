@@ -1,0 +1,44 @@
+"""Every setting of the platform, read from `SEGMENTATION_*` environment variables (SPEC 2)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SEGMENTATION_", extra="ignore")
+
+    lake_uri: str = Field(
+        default=str(PROJECT_ROOT / "data" / "lake"),
+        description="Root of the data lake: a local path or s3://bucket/prefix.",
+    )
+    database_url: str = "postgresql+psycopg2://segmentation:segmentation@127.0.0.1:5432/segmentation"
+    elasticsearch_url: str = "http://127.0.0.1:9200"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    spark_mode: Literal["local", "emr"] = "local"
+    index_prefix: str = Field(default="segments", pattern=r"^[a-z0-9][a-z0-9_-]{0,40}$")
+
+    # Where `segmentation services up` keeps downloads, data and logs of the local servers.
+    state_dir: Path = PROJECT_ROOT / ".local"
+    dagster_home: Path = PROJECT_ROOT / ".dagster_home"
+
+    partition_granularity: Literal["daily", "hourly"] = "daily"
+    partitions_start_date: str = "2026-01-01"
+    spark_driver_memory: str = "2g"
+    spark_shuffle_partitions: int = 8
+
+    ingest_chunk_size: int = 50_000
+    ingest_bulk_workers: int = 2
+    ingest_lock_seconds: int = 600
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

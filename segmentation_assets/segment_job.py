@@ -1,0 +1,134 @@
+"""One Spark job: every active segment of one type, for one partition, in one pass.
+
+The request is plain data so that the same function runs in-process (local mode) and inside
+the script that EMR runs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, get_args
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import types as T
+
+from resources.lake import MANIFEST_NAME, Lake
+from segmentation_assets.raw_data import RawData
+from segmentation_assets.segment_types import SEGMENT_TYPES, SegmentType
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    segment_id: str
+    version: int
+    params: dict[str, Any]
+    # What readers see of the segment: name, labels and targeting attributes, as of this run.
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SegmentJobRequest:
+    segment_type: str
+    partition_key: str
+    as_of: str  # ISO timestamp of T
+    lake_uri: str
+    run_id: str
+    configs: list[SegmentConfig] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SegmentJobRequest:
+        return cls(**{**data, "configs": [SegmentConfig(**c) for c in data["configs"]]})
+
+
+@dataclass(frozen=True)
+class SegmentJobResult:
+    results_uri: str
+    member_counts: dict[str, int]
+    rejected_rows: dict[str, int]
+    seconds: float
+
+    @property
+    def total_members(self) -> int:
+        return sum(self.member_counts.values())
+
+
+_SPARK_TYPES = {int: T.LongType(), float: T.DoubleType(), str: T.StringType(), bool: T.BooleanType()}
+
+
+def _spark_type(annotation: Any) -> T.DataType:
+    for candidate in (annotation, *get_args(annotation)):
+        base = getattr(candidate, "__origin__", candidate)
+        for args_candidate in (base, *get_args(candidate)):
+            if args_candidate in _SPARK_TYPES:
+                return _SPARK_TYPES[args_candidate]
+    raise TypeError(f"no Spark type for parameter annotation {annotation!r}")
+
+
+def configs_frame(spark: SparkSession, segment_type: SegmentType, configs: list[SegmentConfig]) -> DataFrame:
+    """One row per segment: its id and every parameter, defaults filled in."""
+    fields = segment_type.params_model.model_fields
+    schema = T.StructType(
+        [T.StructField("segment_id", T.StringType(), False)]
+        + [T.StructField(name, _spark_type(info.annotation), True) for name, info in fields.items()]
+    )
+    rows = []
+    for config in configs:
+        params = segment_type.parse_params(config.params).model_dump()
+        rows.append((config.segment_id, *(params[name] for name in fields)))
+    return spark.createDataFrame(rows, schema)
+
+
+def run_segment_job(spark: SparkSession, request: SegmentJobRequest) -> SegmentJobResult:
+    started = time.monotonic()
+    segment_type = SEGMENT_TYPES[request.segment_type]
+    lake = Lake(request.lake_uri)
+    as_of = datetime.fromisoformat(request.as_of).astimezone(timezone.utc)
+    raw = RawData(spark, lake, as_of)
+    results_uri = lake.results_dir(request.segment_type, request.partition_key)
+
+    configs = configs_frame(spark, segment_type, request.configs)
+    members = segment_type.members(raw, configs).dropDuplicates(["segment_id", "customer_id"])
+    # One segment per output partition, customers sorted: ingestion streams it chunk by chunk.
+    shuffle_partitions = int(spark.conf.get("spark.sql.shuffle.partitions"))
+    output_partitions = max(1, min(len(request.configs), shuffle_partitions))
+    (
+        members.repartition(output_partitions, "segment_id")
+        .sortWithinPartitions("segment_id", "customer_id")
+        .write.mode("overwrite")
+        .parquet(Lake.for_spark(results_uri))
+    )
+
+    written = spark.read.parquet(Lake.for_spark(results_uri)).groupBy("segment_id").count().collect()
+    member_counts = {c.segment_id: 0 for c in request.configs}
+    member_counts.update({row["segment_id"]: row["count"] for row in written})
+    rejected = raw.rejected_row_counts()
+    seconds = round(time.monotonic() - started, 3)
+
+    # The manifest is written last: its presence says the results folder is complete.
+    lake.write_json(
+        f"{results_uri}/{MANIFEST_NAME}",
+        {
+            "segment_type": request.segment_type,
+            "partition_key": request.partition_key,
+            "as_of": as_of.isoformat(),
+            "run_id": request.run_id,
+            "calculated_at": datetime.now(timezone.utc).isoformat(),
+            "segments": [
+                {
+                    "segment_id": c.segment_id,
+                    "version": c.version,
+                    "member_count": member_counts[c.segment_id],
+                    "attributes": c.attributes,
+                }
+                for c in sorted(request.configs, key=lambda c: c.segment_id)
+            ],
+            "rejected_rows": rejected,
+            "seconds": seconds,
+        },
+    )
+    return SegmentJobResult(results_uri, member_counts, rejected, seconds)

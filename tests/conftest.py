@@ -1,0 +1,75 @@
+"""Shared fixtures: real services, started once per session, and isolated namespaces on them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from resources.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def services() -> Settings:
+    """Elasticsearch, PostgreSQL and Redis, as `segmentation services up` leaves them."""
+    from cli.local_services import services_up
+
+    base = Settings()
+    services_up(base)
+    return base
+
+
+@pytest.fixture(scope="session")
+def make_namespace(services: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], Settings]]:
+    """Settings with their own PostgreSQL schema, index prefix, lake and Dagster home, so tests never
+    see each other's segments nor touch the demo's data; all of it is removed after the session."""
+    from elasticsearch import Elasticsearch
+    import redis
+
+    from resources.config_store.database import upgrade_schema
+
+    admin_engine = create_engine(services.database_url)
+    created: list[str] = []
+
+    def make() -> Settings:
+        run = uuid.uuid4().hex[:8]
+        created.append(run)
+        with admin_engine.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "test_{run}"'))
+        database_url = (
+            make_url(services.database_url)
+            .update_query_dict({"options": f"-csearch_path=test_{run}"})
+            .render_as_string(hide_password=False)
+        )
+        root: Path = tmp_path_factory.mktemp(f"ns-{run}")
+        namespaced = services.model_copy(
+            update={
+                "database_url": database_url,
+                "index_prefix": f"test-{run}",
+                "lake_uri": str(root / "lake"),
+                "dagster_home": root / "dagster_home",
+            }
+        )
+        upgrade_schema(database_url)
+        return namespaced
+
+    yield make
+
+    es = Elasticsearch(services.elasticsearch_url)
+    client = redis.Redis.from_url(services.redis_url)
+    for run in created:
+        es.indices.delete(index=f"test-{run}-*", allow_no_indices=True, expand_wildcards="all")
+        for key in client.scan_iter(f"test-{run}:*"):
+            client.delete(key)
+        with admin_engine.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "test_{run}" CASCADE'))
+    admin_engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def settings(make_namespace: Callable[[], Settings]) -> Settings:
+    return make_namespace()

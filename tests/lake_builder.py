@@ -1,0 +1,39 @@
+"""Writes small hand-made raw lakes in the layout of SPEC 3, for tests."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+UTC_MICROS = pa.timestamp("us", tz="UTC")
+CUSTOMERS = pa.schema([("customer_id", pa.string()), ("signup_at", UTC_MICROS), ("country", pa.string()), ("city", pa.string())])
+STORES = pa.schema([("store_id", pa.string()), ("name", pa.string()), ("category", pa.string()), ("city", pa.string()), ("country", pa.string())])
+ORDERS = pa.schema(
+    [("order_id", pa.string()), ("customer_id", pa.string()), ("store_id", pa.string()),
+     ("created_at", UTC_MICROS), ("amount", pa.float64()), ("status", pa.string())]
+)
+
+
+def write_lake(
+    root: Path,
+    *,
+    customers: list[tuple[str | None, datetime | None, str, str]],
+    stores: list[tuple[str, str, str, str, str]],
+    orders: list[tuple[str, str | None, str, datetime, float, str]],
+) -> None:
+    raw = root / "raw"
+    (raw / "customers").mkdir(parents=True, exist_ok=True)
+    (raw / "stores").mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist([dict(zip(CUSTOMERS.names, c)) for c in customers], CUSTOMERS), raw / "customers" / "part-0.parquet")
+    pq.write_table(pa.Table.from_pylist([dict(zip(STORES.names, s)) for s in stores], STORES), raw / "stores" / "part-0.parquet")
+    by_date: dict[str, list[dict]] = defaultdict(list)
+    for order in orders:
+        by_date[order[3].date().isoformat()].append(dict(zip(ORDERS.names, order)))
+    for day, rows in by_date.items():
+        folder = raw / "orders" / f"order_date={day}"
+        folder.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(rows, ORDERS), folder / "part-0.parquet")

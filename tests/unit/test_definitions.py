@@ -1,0 +1,25 @@
+"""The Dagster Definitions load, with the three assets per segment type that `dagster dev` shows."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from definitions import build_definitions
+from resources.settings import Settings
+from segmentation_assets.segment_types import SEGMENT_TYPES
+
+
+def test_definitions_load_with_three_assets_per_type() -> None:
+    defs = build_definitions(Settings())
+    keys = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
+    for name in SEGMENT_TYPES:
+        assert {f"{name}/members", f"{name}/index", f"{name}/alias"} <= keys
+    index_asset = defs.resolve_assets_def(dg.AssetKey(["new_customers", "index"]))
+    checks = list(index_asset.check_specs)
+    assert [c.name for c in checks] == ["complete"] and checks[0].blocking
+
+
+def test_hourly_partitions_by_setting() -> None:
+    defs = build_definitions(Settings(partition_granularity="hourly"))
+    members = defs.resolve_assets_def(dg.AssetKey(["new_customers", "members"]))
+    assert isinstance(members.partitions_def, dg.HourlyPartitionsDefinition)

@@ -1,0 +1,186 @@
+"""Fast tests of the pure pieces of `cli.local_services`; no server is started here."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cli import local_services as ls
+from cli.local_services import ServiceError, ServiceState
+
+
+def test_service_state_is_frozen() -> None:
+    state = ServiceState("Redis", "redis://127.0.0.1:6379/0", True, False, "external")
+    with pytest.raises(AttributeError):
+        state.running = False  # type: ignore[misc]
+
+
+def test_parse_postgres_url_strips_the_driver() -> None:
+    target = ls.parse_postgres_url("postgresql+psycopg2://segmentation:segmentation@127.0.0.1:5432/segmentation")
+    assert target == ls.PostgresTarget("127.0.0.1", 5432, "segmentation", "segmentation", "segmentation")
+    assert target.dagster_dbname == "segmentation_dagster"
+
+
+def test_parse_postgres_url_defaults_port_and_unquotes() -> None:
+    target = ls.parse_postgres_url("postgresql://app%40x:p%3Ass%2Fw@localhost/my%20db")
+    assert (target.host, target.port, target.user, target.password, target.dbname) == (
+        "localhost", 5432, "app@x", "p:ss/w", "my db",
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["mysql://u:p@127.0.0.1/db", "postgresql://127.0.0.1:5432/db", "postgresql://u:p@127.0.0.1:5432/"],
+)
+def test_parse_postgres_url_rejects_incomplete_urls(url: str) -> None:
+    with pytest.raises(ServiceError, match="PostgreSQL"):
+        ls.parse_postgres_url(url)
+
+
+def test_parse_elasticsearch_and_redis_urls() -> None:
+    es = ls.parse_elasticsearch_url("http://127.0.0.1")
+    assert (es.scheme, es.host, es.port) == ("http", "127.0.0.1", 9200)
+    rd = ls.parse_redis_url("redis://:s3cret@127.0.0.1:6380/2")
+    assert (rd.host, rd.port, rd.password) == ("127.0.0.1", 6380, "s3cret")
+    with pytest.raises(ServiceError, match="Redis"):
+        ls.parse_redis_url("http://127.0.0.1:6379")
+
+
+def test_redact_url_hides_only_the_password() -> None:
+    assert ls.redact_url("postgresql+psycopg2://u:pw@h:5432/db") == "postgresql+psycopg2://u:***@h:5432/db"
+    assert ls.redact_url("http://127.0.0.1:9200") == "http://127.0.0.1:9200"
+
+
+def test_render_elasticsearch_yml(tmp_path: Path) -> None:
+    text = ls.render_elasticsearch_yml(
+        http_port=9201, data_dir=tmp_path / "da ta", logs_dir=tmp_path / "logs", geoip_downloader_setting=False
+    )
+    config = yaml.safe_load(text)
+    assert config["network.host"] == "127.0.0.1"
+    assert config["http.port"] == 9201
+    assert config["discovery.type"] == "single-node"
+    assert config["xpack.security.enabled"] is False
+    assert config["path.data"] == str(tmp_path / "da ta")
+    assert config["path.logs"] == str(tmp_path / "logs")
+    assert config["cluster.routing.allocation.disk.threshold_enabled"] is False
+    assert config["action.destructive_requires_name"] is False
+    # The integ-test distribution has no ingest-geoip module and refuses the setting.
+    assert "ingest.geoip.downloader.enabled" not in config
+
+    with_geoip = yaml.safe_load(
+        ls.render_elasticsearch_yml(http_port=9200, data_dir=tmp_path, logs_dir=tmp_path, geoip_downloader_setting=True)
+    )
+    assert with_geoip["ingest.geoip.downloader.enabled"] is False
+
+
+def test_verify_sha512_accepts_the_right_digest(tmp_path: Path) -> None:
+    path = tmp_path / "dist.zip"
+    path.write_bytes(b"distribution")
+    ls.verify_sha512(path, hashlib.sha512(b"distribution").hexdigest().upper())
+
+
+def test_verify_sha512_mismatch_names_both_digests(tmp_path: Path) -> None:
+    path = tmp_path / "dist.zip"
+    path.write_bytes(b"tampered")
+    actual = hashlib.sha512(b"tampered").hexdigest()
+    with pytest.raises(ServiceError) as excinfo:
+        ls.verify_sha512(path, ls.ES_ZIP_SHA512)
+    message = str(excinfo.value)
+    assert ls.ES_ZIP_SHA512 in message
+    assert actual in message
+    assert str(path) in message
+
+
+def test_postgres_bootstrap_sql_quotes_names_and_password() -> None:
+    target = ls.PostgresTarget("127.0.0.1", 5432, 'we"ird', "it's", "db'x")
+    sql = ls.render_postgres_bootstrap_sql(target)
+    assert "ALTER ROLE \"we\"\"ird\" LOGIN PASSWORD 'it''s';" in sql
+    assert "datname = 'db''x'" in sql
+    assert "datname = 'db''x_dagster'" in sql
+    assert sql.count("\\gexec") == 3
+
+
+def test_postgres_conf_listens_on_loopback_only(tmp_path: Path) -> None:
+    conf = ls.render_postgres_conf(port=5433, socket_dir=tmp_path / "run")
+    assert "listen_addresses = '127.0.0.1'" in conf
+    assert "port = 5433" in conf
+    assert f"unix_socket_directories = '{tmp_path / 'run'}'" in conf
+
+
+def _fake_jdk(root: Path, name: str, version: str) -> Path:
+    home = root / name
+    (home / "bin").mkdir(parents=True)
+    java = home / "bin" / "java"
+    java.write_text("#!/bin/sh\nexit 1\n")
+    java.chmod(0o755)
+    (home / "release").write_text(f'JAVA_VERSION="{version}"\n')
+    return home
+
+
+def test_choose_java_home_prefers_21_plus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ls.ENV_ES_JAVA_HOME, raising=False)
+    _fake_jdk(tmp_path, "java-17", "17.0.15")
+    jdk21 = _fake_jdk(tmp_path, "java-21", "21.0.2")
+    _fake_jdk(tmp_path, "java-11", "11.0.1")
+    assert ls.choose_java_home(tmp_path) == (jdk21, 21)
+
+
+def test_choose_java_home_falls_back_to_17_and_honours_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ls.ENV_ES_JAVA_HOME, raising=False)
+    jdk17 = _fake_jdk(tmp_path, "java-17", "17.0.15")
+    assert ls.choose_java_home(tmp_path) == (jdk17, 17)
+    other = _fake_jdk(tmp_path / "elsewhere", "jdk", "24.0.1")
+    monkeypatch.setenv(ls.ENV_ES_JAVA_HOME, str(other))
+    assert ls.choose_java_home(tmp_path) == (other, 24)
+    monkeypatch.setenv(ls.ENV_ES_JAVA_HOME, str(tmp_path / "missing"))
+    with pytest.raises(ServiceError, match=ls.ENV_ES_JAVA_HOME):
+        ls.choose_java_home(tmp_path)
+
+
+def test_choose_java_home_without_a_jdk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ls.ENV_ES_JAVA_HOME, raising=False)
+    _fake_jdk(tmp_path, "java-11", "11.0.1")
+    with pytest.raises(ServiceError, match="no JDK 17"):
+        ls.choose_java_home(tmp_path)
+
+
+def test_extract_zip_keeps_modes_and_is_atomic(tmp_path: Path) -> None:
+    archive = tmp_path / "es.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        script = zipfile.ZipInfo("es-1/bin/elasticsearch")
+        script.external_attr = (stat.S_IFREG | 0o755) << 16
+        zf.writestr(script, "#!/bin/sh\n")
+        zf.writestr("es-1/config/elasticsearch.yml", "# empty\n")
+    ls._extract_zip(archive, tmp_path / "out", "es-1")
+    binary = tmp_path / "out" / "es-1" / "bin" / "elasticsearch"
+    assert os.access(binary, os.X_OK)
+    assert (tmp_path / "out" / "es-1" / "config" / "elasticsearch.yml").is_file()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["es-1"]
+
+
+def test_extract_zip_refuses_path_traversal(tmp_path: Path) -> None:
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("es-1/../../escaped.txt", "x")
+    with pytest.raises(ServiceError, match="outside"):
+        ls._extract_zip(archive, tmp_path / "out", "es-1")
+    assert not (tmp_path / "escaped.txt").exists()
+    assert list((tmp_path / "out").iterdir()) == []  # the staging folder is cleaned up
+
+
+def test_pidfile_helpers(tmp_path: Path) -> None:
+    pidfile = tmp_path / "x.pid"
+    own_marker = Path("/proc/self/cmdline").read_bytes().split(b"\0")[0].decode()
+    assert ls._managed_pid(pidfile, own_marker) is None
+    pidfile.write_text(f"{os.getpid()}\n/some/data\n")
+    assert ls._read_pid(pidfile) == os.getpid()
+    assert ls._managed_pid(pidfile, own_marker) == os.getpid()
+    assert ls._managed_pid(pidfile, "certainly-not-in-our-cmdline-xyz") is None
+    pidfile.write_text("garbage\n")
+    assert ls._read_pid(pidfile) is None
