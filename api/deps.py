@@ -13,7 +13,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from api.errors import Forbidden, Unauthorized
 from resources.config_store.api_keys import ApiKey, ApiKeyRepository, hash_token
 from resources.config_store.segments import SegmentRepository
-from resources.segment_reader import SegmentReader
+from resources.readiness import Readiness
+from resources.segment_export import SegmentExport
+from resources.segment_lookups import SegmentLookups
 from resources.settings import Settings
 
 # A revoked key stops working within this many seconds (the life of the in-process key cache).
@@ -46,7 +48,9 @@ class AppState:
     settings: Settings
     segments: SegmentRepository
     api_keys: ApiKeyCache
-    reader: SegmentReader
+    lookups: SegmentLookups
+    export: SegmentExport
+    readiness: Readiness
     archived_segment_ids: set[str] = field(default_factory=set)
 
 

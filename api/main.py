@@ -5,17 +5,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
-from elasticsearch import AsyncElasticsearch
-from fastapi import FastAPI
+import redis.asyncio as aioredis
+from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 
 from api.deps import ApiKeyCache, AppState
-from api.errors import install_error_handlers
-from api.routes import health, lookups, segments
+from api.errors import ServiceUnavailable, error_body, install_error_handlers
+from api.request_metrics import RequestMetrics
+from api.routes import health, lookups, members, metrics, segments
 from resources.config_store.api_keys import ApiKeyRepository
-from resources.config_store.database import session_factory
+from resources.config_store.database import engine_for, session_factory
 from resources.config_store.segments import SegmentRepository
+from resources.lookup_cache import GenerationFile, LookupCache
+from resources.readiness import Readiness
+from resources.search_guard import SearchGuard, SearchUnavailable, breaker_factory, search_client
+from resources.segment_export import SegmentExport
+from resources.segment_lookups import SegmentLookups
 from resources.segment_reader import SegmentReader
 from resources.settings import Settings, get_settings
 
@@ -30,18 +38,42 @@ async def _refresh_archived(state: AppState) -> None:
         await asyncio.sleep(ARCHIVED_REFRESH_SECONDS)
 
 
+def generation_file(settings: Settings) -> GenerationFile:
+    return GenerationFile(settings.state_dir / "api" / f"{settings.index_prefix}.generation")
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         sessions = session_factory(settings.database_url)
-        es = AsyncElasticsearch(settings.elasticsearch_url, request_timeout=2.0)
+        es = search_client(settings.elasticsearch_url, settings.api_search_budget_seconds)
+        redis = aioredis.Redis.from_url(
+            settings.redis_url,
+            socket_timeout=settings.api_redis_timeout_seconds,
+            socket_connect_timeout=settings.api_redis_timeout_seconds,
+        )
+        breakers = breaker_factory(settings.api_breaker_failures, settings.api_breaker_open_seconds)
+        guard = SearchGuard(
+            breakers, budget_seconds=settings.api_search_budget_seconds, open_seconds=settings.api_breaker_open_seconds
+        )
+        reader = SegmentReader(es, settings.index_prefix, guard)
+        cache = LookupCache(
+            redis,
+            settings.index_prefix,
+            breakers=breakers,
+            ttl_seconds=settings.lookup_cache_ttl_seconds,
+            refresh_seconds=settings.lookup_generation_refresh_seconds,
+            generation_file=generation_file(settings),
+        )
         state = AppState(
             settings=settings,
             segments=SegmentRepository(sessions),
             api_keys=ApiKeyCache(ApiKeyRepository(sessions)),
-            reader=SegmentReader(es, settings.index_prefix),
+            lookups=SegmentLookups(reader, cache),
+            export=SegmentExport(reader, settings.api_export_budget_seconds),
+            readiness=Readiness(es, redis, engine_for(settings.database_url)),
         )
         app.state.segmentation = state
         refresher = asyncio.create_task(_refresh_archived(state))
@@ -50,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             refresher.cancel()
             await es.close()
+            await redis.aclose()
 
     app = FastAPI(
         title="Segmentation API",
@@ -57,7 +90,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+
+    @app.exception_handler(SearchUnavailable)
+    async def _search_unavailable(_: Request, error: SearchUnavailable) -> JSONResponse:
+        unavailable = ServiceUnavailable(str(error))
+        return JSONResponse(
+            error_body(unavailable.code, unavailable.message),
+            status_code=unavailable.status_code,
+            headers={"Retry-After": str(error.retry_after_seconds)},
+        )
+
+    app.add_middleware(RequestMetrics)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(segments.router, prefix="/v1")
     app.include_router(lookups.router, prefix="/v1")
+    app.include_router(members.router, prefix="/v1")
     return app
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document as served at /openapi.json (no client is opened to build it)."""
+    return create_app(Settings()).openapi()

@@ -38,6 +38,15 @@ class Settings(BaseSettings):
     ingest_bulk_workers: int = 2
     ingest_lock_seconds: int = 600
 
+    # Serving (the API): a time budget per Elasticsearch request, the circuit breakers, the Redis cache.
+    api_search_budget_seconds: float = Field(default=0.25, gt=0, le=30)
+    api_export_budget_seconds: float = Field(default=2.0, gt=0, le=60)
+    api_breaker_failures: int = Field(default=5, ge=1)
+    api_breaker_open_seconds: float = Field(default=5.0, gt=0)
+    api_redis_timeout_seconds: float = Field(default=0.1, gt=0, le=5)
+    lookup_cache_ttl_seconds: int = Field(default=3600, ge=1)
+    lookup_generation_refresh_seconds: float = Field(default=1.0, ge=0, le=60)
+
 
 @lru_cache
 def get_settings() -> Settings:

@@ -1,0 +1,54 @@
+"""Bodies of the lookup endpoints (SPEC 7) that `api/schemas.py` does not already hold.
+
+Responses are built with orjson straight from what Elasticsearch or the cache gave; these models
+document them in the OpenAPI document and validate requests, never our own answers.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from api.schemas import CustomerSegment
+from segmentation_assets.segment_types.base import ID_PATTERN
+
+MAX_BATCH_CUSTOMERS = 1000
+
+CustomerIdText = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+
+
+class CustomerSegmentsBatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customer_ids: list[CustomerIdText] = Field(max_length=MAX_BATCH_CUSTOMERS, description="Up to 1,000 customer ids.")
+    segment_type: list[str] = Field(default_factory=list, description="Any of these types.")
+    store_id: str | None = None
+    category: str | None = None
+    city: str | None = None
+    country: str | None = None
+    label: list[str] = Field(default_factory=list, description="key:value; all must match.")
+
+
+class CustomerSegmentsBatch(BaseModel):
+    results: dict[str, list[CustomerSegment]]
+
+
+class SegmentMembership(BaseModel):
+    segment_id: str
+    customer_id: str
+    member: bool
+    calculated_at: str
+
+
+class SegmentMembersPage(BaseModel):
+    segment_id: str
+    customer_ids: list[str]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class SegmentStats(BaseModel):
+    segment_id: str
+    member_count: int
+    calculated_at: str
+    index: str = Field(description="The Elasticsearch index that serves the segment's last calculation.")

@@ -1,0 +1,150 @@
+"""Cache-aside for lookups in Redis, keyed by the alias generation, so a switch needs no invalidation.
+
+Every alias switch INCRs `<prefix>:generation` (segmentation_assets/publish.py). Entries live under
+`<prefix>:lookup:<generation>:<kind>:<id>`; after a switch nobody reads the old ones again and
+their TTL removes them. Redis's `maxmemory` with an LRU policy bounds the whole cache.
+
+The generation is read at most once per `refresh_seconds` per process, so a switch shows within
+about that long. The highest generation seen is also kept in a small file: if Redis ever answers a
+lower one (restored from an older snapshot, or the key evicted), the counter is raised past it, so
+entries written under a generation that was already used are never read again.
+
+Redis errors never fail a lookup: the cache is bypassed and the error counted; a circuit breaker
+skips Redis altogether for a while when it keeps failing, so a dead Redis costs no timeouts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from purgatory import AsyncCircuitBreakerFactory
+from purgatory.domain.model import OpenedState
+from redis.exceptions import RedisError
+
+from resources.serving_metrics import CACHE_ERRORS, CACHE_LOOKUPS
+
+T = TypeVar("T")
+REDIS_CIRCUIT = "redis"
+
+# Raises the counter to ARGV[1] + 1 when it is below ARGV[1]; answers the counter's value.
+_RAISE_GENERATION = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local floor = tonumber(ARGV[1])
+if current < floor then
+  redis.call('SET', KEYS[1], floor + 1)
+  return floor + 1
+end
+return current
+"""
+
+
+def generation_key(prefix: str) -> str:
+    """The counter every alias switch INCRs (segmentation_assets/publish.py writes it)."""
+    return f"{prefix}:generation"
+
+
+class GenerationFile:
+    """The highest generation this deployment has seen, kept across API restarts."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self) -> int:
+        try:
+            return int(self.path.read_text().strip() or 0)
+        except (OSError, ValueError):
+            return 0
+
+    def write(self, generation: int) -> None:
+        with contextlib.suppress(OSError):  # a read-only disk only loses the guard, never a lookup
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.path.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_text(f"{generation}\n")
+            os.replace(partial, self.path)
+
+
+class LookupCache:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        prefix: str,
+        *,
+        breakers: AsyncCircuitBreakerFactory,
+        ttl_seconds: int,
+        refresh_seconds: float,
+        generation_file: GenerationFile,
+    ) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._breakers = breakers
+        self._breaker: Any = None
+        self._ttl = ttl_seconds
+        self._refresh = refresh_seconds
+        self._file = generation_file
+        self._floor = generation_file.read()
+        self._generation: int | None = None
+        self._valid_until = 0.0
+
+    async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> tuple[bool, T | None]:
+        """(True, the call's answer), or (False, None) when Redis failed or its breaker is open (counted)."""
+        if self._breaker is None:
+            self._breaker = await self._breakers.get_breaker(REDIS_CIRCUIT)
+        try:
+            async with self._breaker:
+                return True, await call()
+        except (OpenedState, RedisError, OSError, TimeoutError):
+            CACHE_ERRORS.labels(operation).inc()
+            return False, None
+
+    async def generation(self) -> int | None:
+        """The current alias generation, or None when Redis cannot say (then the cache is bypassed)."""
+        now = time.monotonic()
+        if now < self._valid_until:
+            return self._generation
+        ok, value = await self._call("generation", lambda: self._redis.get(generation_key(self._prefix)))
+        generation = int(value or 0) if ok else None
+        if generation is not None and generation < self._floor:
+            ok, raised = await self._call(
+                "generation", lambda: self._redis.eval(_RAISE_GENERATION, 1, generation_key(self._prefix), self._floor)
+            )
+            generation = int(raised) if ok else None  # type: ignore[arg-type]
+        if generation is not None and generation > self._floor:
+            self._floor = generation
+            self._file.write(generation)
+        self._generation = generation
+        self._valid_until = now + self._refresh
+        return generation
+
+    def _key(self, generation: int, kind: str, item: str) -> str:
+        return f"{self._prefix}:lookup:{generation}:{kind}:{item}"
+
+    async def get_many(self, generation: int, kind: str, items: list[str]) -> dict[str, bytes]:
+        """item -> cached value for those in the cache; the rest are misses."""
+        keys = [self._key(generation, kind, i) for i in items]
+        ok, values = await self._call("get", lambda: self._redis.mget(keys))
+        if not ok or values is None:
+            return {}
+        found = {item: value for item, value in zip(items, values) if value is not None}
+        if found:
+            CACHE_LOOKUPS.labels(kind, "hit").inc(len(found))
+        if len(found) < len(items):
+            CACHE_LOOKUPS.labels(kind, "miss").inc(len(items) - len(found))
+        return found
+
+    async def put_many(self, generation: int, kind: str, values: dict[str, bytes]) -> None:
+        if not values:
+            return
+
+        async def write() -> None:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for item, value in values.items():
+                    pipe.set(self._key(generation, kind, item), value, ex=self._ttl)
+                await pipe.execute()
+
+        await self._call("set", write)

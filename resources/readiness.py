@@ -1,0 +1,61 @@
+"""Readiness: can this process reach Elasticsearch, Redis and PostgreSQL right now?
+
+Each check has a short timeout of its own and they run together, so `/readyz` answers within
+about one timeout even with every dependency down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import redis.asyncio as aioredis
+from elasticsearch import AsyncElasticsearch
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import Engine, text
+
+CHECK_TIMEOUT_SECONDS = 1.0
+
+
+class Readiness:
+    def __init__(self, es: AsyncElasticsearch, redis: aioredis.Redis, database: Engine) -> None:
+        self._es = es
+        self._redis = redis
+        self._database = database
+
+    async def _elasticsearch(self) -> None:
+        health = await self._es.options(request_timeout=CHECK_TIMEOUT_SECONDS, max_retries=0).cluster.health(
+            timeout=f"{int(CHECK_TIMEOUT_SECONDS * 1000)}ms"
+        )
+        if health["status"] == "red":
+            raise RuntimeError("cluster health is red")
+
+    async def _redis_ping(self) -> None:
+        await self._redis.ping()
+
+    def _select_one(self) -> None:
+        with self._database.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    async def _postgresql(self) -> None:
+        await run_in_threadpool(self._select_one)
+
+    async def check(self) -> dict[str, str]:
+        """Dependency -> "ok" or why it is not ready."""
+        checks: dict[str, Callable[[], Awaitable[None]]] = {
+            "elasticsearch": self._elasticsearch,
+            "redis": self._redis_ping,
+            "postgresql": self._postgresql,
+        }
+
+        async def run(check: Callable[[], Awaitable[None]]) -> str:
+            try:
+                await asyncio.wait_for(check(), CHECK_TIMEOUT_SECONDS)
+                return "ok"
+            except TimeoutError:
+                return f"no answer within {CHECK_TIMEOUT_SECONDS:.0f}s"
+            except Exception as error:  # any failure means not ready; the type only: /readyz needs no key
+                return f"failed ({type(error).__name__})"
+
+        results = await asyncio.gather(*(run(c) for c in checks.values()))
+        return dict(zip(checks, results))

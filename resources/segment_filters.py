@@ -1,0 +1,70 @@
+"""Lookup filters (SPEC 7), applied in the process to a customer's whole segment list.
+
+The cache holds each customer's full list once, so one entry answers every filter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+ATTRIBUTE_FILTERS = ("store_id", "category", "city", "country")
+
+
+class InvalidLabelFilter(ValueError):
+    pass
+
+
+def parse_labels(labels: Iterable[str]) -> dict[str, str]:
+    """`["team:growth", ...]` -> `{"team": "growth"}`; the value may itself hold colons."""
+    parsed = {}
+    for label in labels:
+        key, sep, value = label.partition(":")
+        if not sep or not key or not value:
+            raise InvalidLabelFilter(f"{label!r} is not of the form key:value")
+        parsed[key] = value
+    return parsed
+
+
+@dataclass(frozen=True)
+class SegmentFilter:
+    segment_types: frozenset[str] = frozenset()
+    attributes: dict[str, str] = field(default_factory=dict)  # only the attributes given
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        segment_types: Iterable[str] = (),
+        store_id: str | None = None,
+        category: str | None = None,
+        city: str | None = None,
+        country: str | None = None,
+        labels: Iterable[str] = (),
+    ) -> SegmentFilter:
+        given = {"store_id": store_id, "category": category, "city": city, "country": country}
+        return cls(
+            frozenset(segment_types),
+            {name: value for name, value in given.items() if value is not None},
+            parse_labels(labels),
+        )
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.segment_types or self.attributes or self.labels)
+
+    def matches(self, segment: dict[str, Any]) -> bool:
+        if self.segment_types and segment["segment_type"] not in self.segment_types:
+            return False
+        if any(segment.get(name) != value for name, value in self.attributes.items()):
+            return False
+        segment_labels = segment.get("labels") or {}
+        return all(segment_labels.get(k) == v for k, v in self.labels.items())
+
+    def apply(self, segments: list[dict[str, Any]], archived: Collection[str]) -> list[dict[str, Any]]:
+        """The segments that match and are not archived (SPEC 7: archived ones leave lookups)."""
+        if self.is_empty and not archived:
+            return segments
+        return [s for s in segments if s["segment_id"] not in archived and self.matches(s)]
