@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import dagster as dg
 
 from resources.dagster_resources import (
@@ -9,7 +11,7 @@ from resources.dagster_resources import (
     ElasticsearchResource,
     LakeResource,
     RedisResource,
-    SparkResource,
+    LocalSparkRunner,
 )
 from resources.settings import Settings, get_settings
 from segmentation_assets.calculation import build_members_asset
@@ -18,10 +20,16 @@ from segmentation_assets.publish import build_alias_asset, build_index_asset
 from segmentation_assets.segment_types import SEGMENT_TYPES
 
 
+# BackfillPolicy is marked beta in this Dagster version; we rely on it knowingly.
+warnings.filterwarnings("ignore", category=dg.BetaWarning, message=".*backfill_policy.*")
+
+
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
         "lake": LakeResource(uri=settings.lake_uri),
-        "spark": SparkResource(driver_memory=settings.spark_driver_memory, shuffle_partitions=settings.spark_shuffle_partitions),
+        "spark": LocalSparkRunner(
+            driver_memory=settings.spark_driver_memory, shuffle_partitions=settings.spark_shuffle_partitions
+        ),
         "config_store": ConfigStoreResource(database_url=settings.database_url),
         "search": ElasticsearchResource(
             url=settings.elasticsearch_url, index_prefix=settings.index_prefix, chunk_size=settings.ingest_chunk_size
@@ -35,7 +43,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     assets = []
     for segment_type in SEGMENT_TYPES.values():
         assets += [
-            build_members_asset(segment_type, partitions_def),
+            build_members_asset(segment_type, partitions_def, max_rejected_fraction=settings.max_rejected_fraction),
             build_index_asset(segment_type, partitions_def),
             build_alias_asset(segment_type, partitions_def),
         ]

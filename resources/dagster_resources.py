@@ -12,6 +12,7 @@ from resources.config_store.segments import SegmentRepository
 from resources.lake import Lake
 from resources.segment_index import SegmentIndexWriter
 from resources.spark import local_spark_session
+from segmentation_assets.segment_job import SegmentJobRequest, SegmentJobResult, run_segment_job
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -21,7 +22,14 @@ class LakeResource(dg.ConfigurableResource):
         return Lake(self.uri)
 
 
-class SparkResource(dg.ConfigurableResource):
+class SegmentJobRunner(dg.ConfigurableResource):
+    """Runs the Spark job of one segment type and partition: in-process here, on EMR in `emr_runner`."""
+
+    def run(self, context: dg.AssetExecutionContext, request: SegmentJobRequest) -> SegmentJobResult:
+        raise NotImplementedError
+
+
+class LocalSparkRunner(SegmentJobRunner):
     """Local mode: an in-process SparkSession, shared by every step of the run."""
 
     master: str = "local[*]"
@@ -32,6 +40,9 @@ class SparkResource(dg.ConfigurableResource):
         return local_spark_session(
             master=self.master, driver_memory=self.driver_memory, shuffle_partitions=self.shuffle_partitions
         )
+
+    def run(self, context: dg.AssetExecutionContext, request: SegmentJobRequest) -> SegmentJobResult:
+        return run_segment_job(self.session(), request)
 
 
 class ConfigStoreResource(dg.ConfigurableResource):

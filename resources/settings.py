@@ -31,6 +31,8 @@ class Settings(BaseSettings):
 
     partition_granularity: Literal["daily", "hourly"] = "daily"
     partitions_start_date: str = "2026-01-01"
+    # Above this share of raw rows left out as invalid, the calculation's data-quality check warns.
+    max_rejected_fraction: float = 0.01
     spark_driver_memory: str = "2g"
     spark_shuffle_partitions: int = 8
 

@@ -1,69 +1,125 @@
 """The calculation asset of a segment type: every active segment of the type, in one Spark job."""
 
-
 import dagster as dg
 
-from resources.dagster_resources import ConfigStoreResource, LakeResource, SparkResource
-from segmentation_assets.segment_job import SegmentConfig, SegmentJobRequest, run_segment_job
+from resources.dagster_resources import ConfigStoreResource, LakeResource, SegmentJobRunner
+from resources.lake import Lake
+from segmentation_assets.segment_job import SegmentConfig, SegmentJobRequest, SegmentJobResult
 from segmentation_assets.segment_types import SegmentType
+
+DATA_QUALITY_CHECK = "data_quality"
 
 
 def members_key(segment_type: str) -> dg.AssetKey:
     return dg.AssetKey([segment_type, "members"])
 
 
-def build_members_asset(segment_type: SegmentType, partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def _job_request(
+    context: dg.AssetExecutionContext,
+    lake: Lake,
+    segment_type: SegmentType,
+    partition_key: str,
+    configs: list[SegmentConfig],
+) -> SegmentJobRequest:
+    partitions_def = context.assets_def.partitions_def
+    assert isinstance(partitions_def, dg.TimeWindowPartitionsDefinition)
+    window = partitions_def.time_window_for_partition_key(partition_key)
+    previous_window = partitions_def.get_prev_partition_window(window.start)
+    previous_key = partitions_def.get_partition_key_for_timestamp(previous_window.start.timestamp()) if previous_window else None
+    return SegmentJobRequest(
+        segment_type=segment_type.name,
+        partition_key=partition_key,
+        as_of=window.end.isoformat(),
+        lake_uri=lake.uri,
+        run_id=context.run.run_id,
+        configs=configs,
+        previous_results_uri=lake.results_dir(segment_type.name, previous_key) if previous_key else None,
+    )
+
+
+def _metadata(results: dict[str, SegmentJobResult], configs: list[SegmentConfig]) -> dict[str, object]:
+    last = results[max(results)]
+    per_segment = {
+        s["segment_id"]: {k: s.get(k) for k in ("member_count", "entered", "exited")} for s in last.segments
+    }
+    return {
+        "partitions": ", ".join(results),
+        "results": dg.MetadataValue.path(last.results_uri),
+        "segments": len(configs),
+        "memberships": last.total_members,
+        "per_segment": dg.MetadataValue.json(per_segment),
+        "config_versions": dg.MetadataValue.json({c.segment_id: c.version for c in configs}),
+        "rows_read": dg.MetadataValue.json(last.quality.rows_read),
+        "rejected_rows": dg.MetadataValue.json(last.quality.rejected),
+        "spark_seconds": round(sum(r.seconds for r in results.values()), 3),
+    }
+
+
+def build_members_asset(
+    segment_type: SegmentType, partitions_def: dg.PartitionsDefinition, *, max_rejected_fraction: float
+) -> dg.AssetsDefinition:
+    key = members_key(segment_type.name)
+
     @dg.asset(
-        key=members_key(segment_type.name),
+        key=key,
         group_name=segment_type.name,
         partitions_def=partitions_def,
         kinds={"spark", "parquet"},
+        # A backfill runs as one job: one Spark session and one read of the configs for all its partitions.
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        check_specs=[
+            dg.AssetCheckSpec(
+                DATA_QUALITY_CHECK,
+                asset=key,
+                description=f"At most {max_rejected_fraction:.2%} of raw rows read are left out as invalid.",
+            )
+        ],
         description=f"{segment_type.description} Members of every active segment of the type, "
         "as of the end of the partition's window, written to the lake with a manifest.",
     )
     def members(
         context: dg.AssetExecutionContext,
         lake: LakeResource,
-        spark: SparkResource,
+        spark: SegmentJobRunner,
         config_store: ConfigStoreResource,
     ) -> dg.MaterializeResult:
         segments = config_store.segments().active_of_type(segment_type.name)
-        request = SegmentJobRequest(
-            segment_type=segment_type.name,
-            partition_key=context.partition_key,
-            as_of=context.partition_time_window.end.isoformat(),
-            lake_uri=lake.uri,
-            run_id=context.run.run_id,
-            configs=[
-                SegmentConfig(
-                    segment_id=s.id,
-                    version=s.version,
-                    params=s.params,
-                    attributes={
-                        "name": s.name,
-                        "labels": s.labels,
-                        "store_id": s.store_id,
-                        "category": s.category,
-                        "city": s.city,
-                        "country": s.country,
+        configs = [
+            SegmentConfig(
+                segment_id=s.id,
+                version=s.version,
+                params=s.params,
+                attributes={
+                    "name": s.name,
+                    "labels": s.labels,
+                    "store_id": s.store_id,
+                    "category": s.category,
+                    "city": s.city,
+                    "country": s.country,
+                },
+            )
+            for s in segments
+        ]
+        results: dict[str, SegmentJobResult] = {}
+        for partition_key in context.partition_keys:
+            request = _job_request(context, lake.lake(), segment_type, partition_key, configs)
+            context.log.info(f"computing {len(configs)} active {segment_type.name} segments as of {request.as_of}")
+            results[partition_key] = spark.run(context, request)
+        worst = max(r.quality.rejected_fraction for r in results.values())
+        return dg.MaterializeResult(
+            metadata=_metadata(results, configs),
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=DATA_QUALITY_CHECK,
+                    passed=worst <= max_rejected_fraction,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    metadata={
+                        "rejected_fraction": round(worst, 6),
+                        "threshold": max_rejected_fraction,
+                        "rejected_rows": dg.MetadataValue.json({k: r.quality.rejected for k, r in results.items()}),
                     },
                 )
-                for s in segments
             ],
-        )
-        context.log.info(f"computing {len(segments)} active {segment_type.name} segments as of {request.as_of}")
-        result = run_segment_job(spark.session(), request)
-        return dg.MaterializeResult(
-            metadata={
-                "results": dg.MetadataValue.path(result.results_uri),
-                "as_of": request.as_of,
-                "segments": len(segments),
-                "memberships": result.total_members,
-                "member_counts": dg.MetadataValue.json(result.member_counts),
-                "config_versions": dg.MetadataValue.json({c.segment_id: c.version for c in request.configs}),
-                "rejected_rows": dg.MetadataValue.json(result.rejected_rows),
-                "spark_seconds": result.seconds,
-            }
         )
 
     return members

@@ -18,6 +18,17 @@ from segmentation_assets.segment_types.base import ID_PATTERN
 from segmentation_assets.spark_windows import to_micros
 
 
+@dataclass(frozen=True)
+class QualityReport:
+    rows_read: dict[str, int]  # table -> rows
+    rejected: dict[str, int]  # "<table>.<reason>" -> rows left out
+
+    @property
+    def rejected_fraction(self) -> float:
+        total = sum(self.rows_read.values())
+        return sum(self.rejected.values()) / total if total else 0.0
+
+
 def _first_failed_rule(rules: list[tuple[str, Column]]) -> Column:
     """The name of the first rule a row breaks, or null when it breaks none."""
     reason = F.lit(None).cast("string")
@@ -63,7 +74,14 @@ class RawData:
             .where(F.col("order_date") <= F.lit(last_date))  # prunes partitions after T
             .where(F.col("created_at") < F.lit(self.as_of))
         )
-        known_stores = self.stores().select("store_id", F.lit(True).alias("store_known"))
+        # Narrowing parameters filter on the store's attributes, so every order carries them.
+        known_stores = self.stores().select(
+            "store_id",
+            F.col("category").alias("store_category"),
+            F.col("city").alias("store_city"),
+            F.col("country").alias("store_country"),
+            F.lit(True).alias("store_known"),
+        )
         rules = [
             *_id_rules("order_id"),
             *_id_rules("customer_id"),
@@ -89,14 +107,18 @@ class RawData:
             F.col("reject_reason").isNull() & (F.col("status") == "delivered")
         ).drop("reject_reason")
 
-    def rejected_row_counts(self) -> dict[str, int]:
-        """`<table>.<reason>` -> rows left out, over the rows this evaluation reads."""
-        counts: dict[str, int] = {}
+    def quality_report(self) -> QualityReport:
+        """Rows read and rows left out per reason, over the rows this evaluation reads."""
+        rows_read: dict[str, int] = {}
+        rejected: dict[str, int] = {}
         for table, checked in (
             ("customers", self._customers_checked),
             ("stores", self._stores_checked),
             ("orders", self._orders_checked),
         ):
-            for row in checked.where(F.col("reject_reason").isNotNull()).groupBy("reject_reason").count().collect():
-                counts[f"{table}.{row['reject_reason']}"] = row["count"]
-        return dict(sorted(counts.items()))
+            rows_read[table] = 0
+            for row in checked.groupBy("reject_reason").count().collect():
+                rows_read[table] += row["count"]
+                if row["reject_reason"] is not None:
+                    rejected[f"{table}.{row['reject_reason']}"] = row["count"]
+        return QualityReport(rows_read, dict(sorted(rejected.items())))

@@ -15,7 +15,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
 from resources.lake import MANIFEST_NAME, Lake
-from segmentation_assets.raw_data import RawData
+from segmentation_assets.raw_data import QualityReport, RawData
 from segmentation_assets.segment_types import SEGMENT_TYPES, SegmentType
 
 
@@ -36,6 +36,8 @@ class SegmentJobRequest:
     lake_uri: str
     run_id: str
     configs: list[SegmentConfig] = field(default_factory=list)
+    # The previous partition's results, to count who entered and exited each segment.
+    previous_results_uri: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,13 +50,23 @@ class SegmentJobRequest:
 @dataclass(frozen=True)
 class SegmentJobResult:
     results_uri: str
-    member_counts: dict[str, int]
-    rejected_rows: dict[str, int]
+    segments: list[dict[str, Any]]  # as in the manifest: id, version, member_count, entered, exited
+    quality: QualityReport
     seconds: float
+
+    @classmethod
+    def from_manifest(cls, results_uri: str, manifest: dict[str, Any]) -> SegmentJobResult:
+        """What a job that ran elsewhere (EMR) computed, read back from the manifest it wrote."""
+        quality = QualityReport(manifest["rows_read"], manifest["rejected_rows"])
+        return cls(results_uri, manifest["segments"], quality, manifest["seconds"])
+
+    @property
+    def member_counts(self) -> dict[str, int]:
+        return {s["segment_id"]: s["member_count"] for s in self.segments}
 
     @property
     def total_members(self) -> int:
-        return sum(self.member_counts.values())
+        return sum(s["member_count"] for s in self.segments)
 
 
 _SPARK_TYPES = {int: T.LongType(), float: T.DoubleType(), str: T.StringType(), bool: T.BooleanType()}
@@ -83,6 +95,16 @@ def configs_frame(spark: SparkSession, segment_type: SegmentType, configs: list[
     return spark.createDataFrame(rows, schema)
 
 
+def _entered_and_exited(spark: SparkSession, current_uri: str, previous_uri: str) -> dict[str, tuple[int, int]]:
+    """segment_id -> (members that entered, members that exited) since the previous results."""
+    current = spark.read.parquet(Lake.for_spark(current_uri))
+    previous = spark.read.parquet(Lake.for_spark(previous_uri))
+    keys = ["segment_id", "customer_id"]
+    entered = {r["segment_id"]: r["count"] for r in current.join(previous, keys, "left_anti").groupBy("segment_id").count().collect()}
+    exited = {r["segment_id"]: r["count"] for r in previous.join(current, keys, "left_anti").groupBy("segment_id").count().collect()}
+    return {s: (entered.get(s, 0), exited.get(s, 0)) for s in set(entered) | set(exited)}
+
+
 def run_segment_job(spark: SparkSession, request: SegmentJobRequest) -> SegmentJobResult:
     started = time.monotonic()
     segment_type = SEGMENT_TYPES[request.segment_type]
@@ -92,12 +114,16 @@ def run_segment_job(spark: SparkSession, request: SegmentJobRequest) -> SegmentJ
     results_uri = lake.results_dir(request.segment_type, request.partition_key)
 
     configs = configs_frame(spark, segment_type, request.configs)
-    members = segment_type.members(raw, configs).dropDuplicates(["segment_id", "customer_id"])
-    # One segment per output partition, customers sorted: ingestion streams it chunk by chunk.
+    if request.configs:
+        members = segment_type.members(raw, configs)
+    else:
+        members = spark.createDataFrame([], "segment_id string, customer_id string")
+    # One segment per output partition, customers sorted: ingestion streams it segment by segment.
     shuffle_partitions = int(spark.conf.get("spark.sql.shuffle.partitions"))
     output_partitions = max(1, min(len(request.configs), shuffle_partitions))
     (
-        members.repartition(output_partitions, "segment_id")
+        members.dropDuplicates(["segment_id", "customer_id"])
+        .repartition(output_partitions, "segment_id")
         .sortWithinPartitions("segment_id", "customer_id")
         .write.mode("overwrite")
         .parquet(Lake.for_spark(results_uri))
@@ -106,9 +132,25 @@ def run_segment_job(spark: SparkSession, request: SegmentJobRequest) -> SegmentJ
     written = spark.read.parquet(Lake.for_spark(results_uri)).groupBy("segment_id").count().collect()
     member_counts = {c.segment_id: 0 for c in request.configs}
     member_counts.update({row["segment_id"]: row["count"] for row in written})
-    rejected = raw.rejected_row_counts()
+    changes = (
+        _entered_and_exited(spark, results_uri, request.previous_results_uri)
+        if request.previous_results_uri and lake.exists(f"{request.previous_results_uri}/{MANIFEST_NAME}")
+        else None
+    )
+    quality = raw.quality_report()
     seconds = round(time.monotonic() - started, 3)
 
+    segments = []
+    for config in sorted(request.configs, key=lambda c: c.segment_id):
+        entry: dict[str, Any] = {
+            "segment_id": config.segment_id,
+            "version": config.version,
+            "member_count": member_counts[config.segment_id],
+            "attributes": config.attributes,
+        }
+        if changes is not None:
+            entry["entered"], entry["exited"] = changes.get(config.segment_id, (0, 0))
+        segments.append(entry)
     # The manifest is written last: its presence says the results folder is complete.
     lake.write_json(
         f"{results_uri}/{MANIFEST_NAME}",
@@ -118,17 +160,10 @@ def run_segment_job(spark: SparkSession, request: SegmentJobRequest) -> SegmentJ
             "as_of": as_of.isoformat(),
             "run_id": request.run_id,
             "calculated_at": datetime.now(timezone.utc).isoformat(),
-            "segments": [
-                {
-                    "segment_id": c.segment_id,
-                    "version": c.version,
-                    "member_count": member_counts[c.segment_id],
-                    "attributes": c.attributes,
-                }
-                for c in sorted(request.configs, key=lambda c: c.segment_id)
-            ],
-            "rejected_rows": rejected,
+            "segments": segments,
+            "rows_read": quality.rows_read,
+            "rejected_rows": quality.rejected,
             "seconds": seconds,
         },
     )
-    return SegmentJobResult(results_uri, member_counts, rejected, seconds)
+    return SegmentJobResult(results_uri, segments, quality, seconds)

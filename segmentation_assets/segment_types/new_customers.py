@@ -13,6 +13,9 @@ if TYPE_CHECKING:
 
     from segmentation_assets.raw_data import RawData
 
+# Here city and country are the customer's own, not the store's.
+CUSTOMER_NARROWING = {"city": "customer_city", "country": "customer_country"}
+
 
 class NewCustomersParams(SegmentParams):
     max_days_since_signup: int = Field(ge=1, le=365, description="Signed up in [T - N days, T).")
@@ -24,31 +27,33 @@ class NewCustomersParams(SegmentParams):
 def new_customers_members(raw: RawData, configs: DataFrame) -> DataFrame:
     from pyspark.sql import functions as F
 
-    from segmentation_assets.spark_windows import micros_before_as_of, DAY_MICROS
+    from segmentation_assets.config_evaluation import SCOPE_KEY, scoped, threshold_join, with_scope_key
+    from segmentation_assets.spark_windows import age_days
 
-    longest_window_days = configs.agg(F.max("max_days_since_signup")).first()[0] or 0
-    recent_customers = (
+    configs = with_scope_key(configs, list(CUSTOMER_NARROWING))
+    longest_window = configs.agg(F.max("max_days_since_signup")).first()[0] or 0
+    # signup_age_days >= 1 is signup_at < T; <= N is signup_at >= T - N days.
+    recent = (
         raw.customers()
-        .withColumn("signup_us", F.unix_micros("signup_at"))
-        .where(
-            (F.col("signup_us") < F.lit(raw.as_of_micros))
-            & (F.col("signup_us") >= F.lit(micros_before_as_of(raw.as_of_micros, longest_window_days)))
+        .select(
+            "customer_id",
+            F.col("city").alias("customer_city"),
+            F.col("country").alias("customer_country"),
+            age_days("signup_at", raw.as_of_micros).alias("signup_age_days"),
         )
+        .where((F.col("signup_age_days") >= 1) & (F.col("signup_age_days") <= longest_window))
     )
-    delivered_before_as_of = raw.counted_orders().groupBy("customer_id").agg(F.count("*").alias("orders_before"))
-    candidates = recent_customers.join(delivered_before_as_of, "customer_id", "left").fillna(0, ["orders_before"])
-
-    # Configs are few (at most thousands): broadcast them and evaluate every config in one pass.
-    c = candidates.alias("c")
-    s = F.broadcast(configs).alias("s")
-    matches = c.join(
-        s,
-        (F.col("c.signup_us") >= F.lit(raw.as_of_micros) - F.col("s.max_days_since_signup") * F.lit(DAY_MICROS))
-        & (F.col("c.orders_before") <= F.col("s.max_orders"))
-        & (F.col("s.city").isNull() | (F.col("s.city") == F.col("c.city")))
-        & (F.col("s.country").isNull() | (F.col("s.country") == F.col("c.country"))),
+    orders_before = raw.counted_orders().groupBy("customer_id").agg(F.count(F.lit(1)).alias("orders_before"))
+    facts = recent.join(orders_before, "customer_id", "left").fillna(0, ["orders_before"])
+    matched = threshold_join(
+        scoped(facts, configs, CUSTOMER_NARROWING),
+        configs.select("segment_id", SCOPE_KEY, "max_days_since_signup", "max_orders"),
+        group=[SCOPE_KEY],
+        value="signup_age_days",
+        threshold="max_days_since_signup",
+        reached_when="value <= threshold",
     )
-    return matches.select(F.col("s.segment_id").alias("segment_id"), F.col("c.customer_id").alias("customer_id"))
+    return matched.where(F.col("orders_before") <= F.col("max_orders")).select("segment_id", "customer_id")
 
 
 NEW_CUSTOMERS = SegmentType(

@@ -1,0 +1,38 @@
+"""high_spenders: counted orders in the last D days add up to at least an amount."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pydantic import Field
+
+from segmentation_assets.segment_types.base import OrderNarrowing, SegmentType
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+    from segmentation_assets.raw_data import RawData
+
+
+class HighSpendersParams(OrderNarrowing):
+    min_total_amount: float = Field(gt=0, le=1e9, description="EUR; the sum of counted orders' amounts must reach it.")
+    lookback_days: int = Field(ge=1, le=730, description="The window: the last N days before T.")
+
+
+def high_spenders_members(raw: RawData, configs: DataFrame) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    from segmentation_assets.order_windows import members_reaching_window_total
+
+    # Totals are in cents (see order_windows.scoped_orders), so is the threshold.
+    return members_reaching_window_total(
+        raw, configs, total="amount_cents", threshold=F.col("min_total_amount") * 100
+    )
+
+
+HIGH_SPENDERS = SegmentType(
+    name="high_spenders",
+    description="Customers whose delivered orders in the last D days add up to at least an amount.",
+    params_model=HighSpendersParams,
+    members=high_spenders_members,
+)

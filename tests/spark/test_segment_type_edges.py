@@ -1,0 +1,129 @@
+"""Each segment type on a hand-made lake whose rows sit on the window edges, with expected
+members written out by hand (SPEC 4). T = 2026-11-26T00:00Z, the end of partition 2026-11-25."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from tests.lake_builder import write_lake
+from tests.spark.helpers import run_job
+
+T = datetime(2026, 11, 26, tzinfo=timezone.utc)
+PARTITION = "2026-11-25"
+US = timedelta(microseconds=1)
+DAY = timedelta(days=1)
+OLD = T - 500 * DAY
+
+STORES = [
+    ("s1", "Farmacia Sol", "pharmacy", "Madrid", "ES"),
+    ("s2", "Super Norte", "grocery", "Barcelona", "ES"),
+    ("s3", "Farmacia Tejo", "pharmacy", "Lisboa", "PT"),
+]
+
+
+def _orders(customer: str, *orders: tuple[str, datetime, float, str]) -> list[tuple]:
+    return [(f"o-{customer}-{i}", customer, store, at, amount, status) for i, (store, at, amount, status) in enumerate(orders)]
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    orders = [
+        # frequent_buyers, 7 days, at least 2
+        *_orders("f_edge_in", ("s1", T - 7 * DAY, 10.0, "delivered"), ("s1", T - US, 10.0, "delivered")),
+        *_orders("f_edge_out", ("s1", T - 7 * DAY - US, 10.0, "delivered"), ("s1", T - DAY, 10.0, "delivered")),
+        *_orders("f_at_t", ("s1", T - DAY, 10.0, "delivered"), ("s1", T, 10.0, "delivered")),
+        *_orders("f_cancelled", ("s1", T - DAY, 10.0, "delivered"), ("s1", T - 2 * DAY, 10.0, "cancelled")),
+        *_orders("f_unknown_store", ("s1", T - DAY, 10.0, "delivered"), ("s_missing", T - 2 * DAY, 10.0, "delivered")),
+        *_orders("f_three", *[("s2", T - d * DAY, 10.0, "delivered") for d in (1, 2, 3)]),
+        # high_spenders, 30 days, at least 50 EUR
+        *_orders("h_exact", ("s1", T - 3 * DAY, 20.0, "delivered"), ("s1", T - 30 * DAY, 30.0, "delivered")),
+        *_orders("h_below", ("s1", T - 3 * DAY, 20.0, "delivered"), ("s1", T - 4 * DAY, 29.99, "delivered")),
+        *_orders("h_old", ("s1", T - 30 * DAY - US, 100.0, "delivered")),
+        *_orders("h_cancelled", ("s1", T - 2 * DAY, 100.0, "cancelled")),
+        *_orders("h_lisboa", ("s3", T - 2 * DAY, 60.0, "delivered")),
+        # lapsed_customers, 30 days inactive, at least 2 lifetime
+        *_orders("l_lapsed", ("s1", T - 31 * DAY, 10.0, "delivered"), ("s1", T - 40 * DAY, 10.0, "delivered")),
+        *_orders("l_edge_recent", ("s1", T - 30 * DAY, 10.0, "delivered"), ("s1", T - 40 * DAY, 10.0, "delivered")),
+        *_orders("l_edge_out", ("s1", T - 30 * DAY - US, 10.0, "delivered"), ("s1", T - 40 * DAY, 10.0, "delivered")),
+        *_orders("l_one", ("s1", T - 40 * DAY, 10.0, "delivered")),
+        *_orders("l_order_at_t", ("s1", T - 40 * DAY, 10.0, "delivered"), ("s1", T - 50 * DAY, 10.0, "delivered"), ("s1", T, 10.0, "delivered")),
+        *_orders("l_cancelled_recent", ("s1", T - 40 * DAY, 10.0, "delivered"), ("s1", T - 50 * DAY, 10.0, "delivered"), ("s1", T - DAY, 10.0, "cancelled")),
+        *_orders("l_mixed", ("s2", T - 40 * DAY, 10.0, "delivered"), ("s2", T - 50 * DAY, 10.0, "delivered"), ("s1", T - DAY, 10.0, "delivered")),
+        # rows that break quality rules: never counted
+        ("o-bad-customer", "bad id", "s1", T - DAY, 10.0, "delivered"),
+        ("o-null-customer", None, "s1", T - DAY, 10.0, "delivered"),
+    ]
+    customer_ids = sorted({o[1] for o in orders if o[1] not in (None, "bad id")})
+    customers = [(c, OLD, "ES", "Madrid") for c in customer_ids]
+    root = tmp_path_factory.mktemp("edges")
+    write_lake(root, customers=customers, stores=STORES, orders=orders)
+    return root
+
+
+def test_frequent_buyers_edges(lake: Path) -> None:
+    _, members = run_job(lake, "frequent_buyers", PARTITION, T, {
+        "any": {"min_orders": 2, "lookback_days": 7},
+        "pharmacy": {"min_orders": 2, "lookback_days": 7, "category": "pharmacy"},
+        "three": {"min_orders": 3, "lookback_days": 3},
+        "nobody": {"min_orders": 10_000, "lookback_days": 730},
+    })
+    # h_below's two orders (T-3d, T-4d) also fall in the 7-day window.
+    assert members["any"] == {"f_edge_in", "f_three", "h_below"}
+    assert members["pharmacy"] == {"f_edge_in", "h_below"}
+    assert members["three"] == {"f_three"}
+    assert members["nobody"] == set()
+
+
+def test_high_spenders_edges(lake: Path) -> None:
+    _, members = run_job(lake, "high_spenders", PARTITION, T, {
+        "fifty": {"min_total_amount": 50, "lookback_days": 30},
+        "lisboa": {"min_total_amount": 50, "lookback_days": 30, "city": "Lisboa"},
+        "pt_pharmacy": {"min_total_amount": 59.99, "lookback_days": 2, "country": "PT", "category": "pharmacy"},
+    })
+    assert members["fifty"] == {"h_exact", "h_lisboa"}
+    assert members["lisboa"] == {"h_lisboa"}
+    assert members["pt_pharmacy"] == {"h_lisboa"}
+
+
+def test_lapsed_customers_edges(lake: Path) -> None:
+    _, members = run_job(lake, "lapsed_customers", PARTITION, T, {
+        "lapsed": {"inactive_days": 30, "min_lifetime_orders": 2},
+        "lapsed_at_s2": {"inactive_days": 30, "min_lifetime_orders": 2, "store_id": "s2"},
+    })
+    assert members["lapsed"] == {"l_lapsed", "l_edge_out", "l_order_at_t", "l_cancelled_recent"}
+    assert members["lapsed_at_s2"] == {"l_mixed"}
+
+
+def test_quality_report_counts_each_reason(lake: Path) -> None:
+    result, _ = run_job(lake, "frequent_buyers", PARTITION, T, {"any": {"min_orders": 1, "lookback_days": 1}})
+    # Orders at T fall outside the evaluation (created_at < T): not read, not rejected.
+    assert result.quality.rejected == {
+        "orders.invalid_customer_id": 1,
+        "orders.null_customer_id": 1,
+        "orders.unknown_store": 1,
+    }
+    assert result.quality.rows_read["stores"] == len(STORES)
+
+
+def test_zero_member_segments_are_in_the_manifest(lake: Path) -> None:
+    result, members = run_job(lake, "frequent_buyers", PARTITION, T, {
+        "nobody": {"min_orders": 10_000, "lookback_days": 1},
+        "someone": {"min_orders": 1, "lookback_days": 1},
+    })
+    counts = result.member_counts
+    assert counts["nobody"] == 0 and members["nobody"] == set()
+    assert counts["someone"] == len(members["someone"]) > 0
+
+
+def test_entered_and_exited_since_the_previous_partition(lake: Path) -> None:
+    # f_edge_in's order at T-7d leaves the 7-day window when T moves a day later.
+    params = {"any": {"min_orders": 2, "lookback_days": 7}}
+    run_job(lake, "frequent_buyers", "2026-11-24", T - DAY, params)
+    result, members = run_job(lake, "frequent_buyers", PARTITION, T, params, previous_partition="2026-11-24")
+    _, before = run_job(lake, "frequent_buyers", "2026-11-24", T - DAY, params)
+    entry = result.segments[0]
+    assert entry["entered"] == len(members["any"] - before["any"])
+    assert entry["exited"] == len(before["any"] - members["any"])
