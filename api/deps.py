@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import Forbidden, Unauthorized
-from resources.config_store.api_keys import ApiKey, ApiKeyRepository, hash_token
+from resources.config_store.api_keys import ApiKey, ApiKeyRepository, ApiKeyUsage, hash_token
 from resources.config_store.segments import SegmentRepository
 from resources.readiness import Readiness
 from resources.segment_export import SegmentExport
@@ -28,6 +28,7 @@ class ApiKeyCache:
 
     repository: ApiKeyRepository
     ttl_seconds: float = API_KEY_CACHE_SECONDS
+    usage: ApiKeyUsage = field(default_factory=ApiKeyUsage)
     _entries: dict[str, tuple[ApiKey | None, float]] = field(default_factory=dict)
 
     async def authenticate(self, token: str) -> ApiKey | None:
@@ -41,6 +42,10 @@ class ApiKeyCache:
             self._entries.clear()
         self._entries[digest] = (key, now + self.ttl_seconds)
         return key
+
+    async def flush_usage(self) -> None:
+        """Writes the keys' last use (api/main.py calls it in the background, never a request)."""
+        await run_in_threadpool(self.usage.flush, self.repository)
 
 
 @dataclass
@@ -70,6 +75,7 @@ async def _caller(
     key = await state.api_keys.authenticate(credentials.credentials)
     if key is None:
         raise Unauthorized("unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+    state.api_keys.usage.seen(key)
     return key
 
 

@@ -86,25 +86,26 @@ def lake_generate(
 
 @keys_app.command("create")
 def api_keys_create(
-    name: Annotated[str, typer.Option(help="Who uses the key; the actor in the audit log.")],
-    scope: Annotated[str, typer.Option(help="read or admin")] = "read",
+    name: Annotated[str, typer.Option(help="Who uses the key; the actor in the audit log. Never reused.")],
+    scope: Annotated[str, typer.Option(help="read (lookups) or admin (everything)")] = "read",
 ) -> None:
     """Print a new API key once; only its hash is stored."""
     from resources.config_store.api_keys import ApiKeyRepository
-    from resources.config_store.database import session_factory
 
-    if scope not in ("read", "admin"):
-        raise typer.BadParameter("scope must be 'read' or 'admin'", param_hint="--scope")
-    token = ApiKeyRepository(session_factory(get_settings().database_url)).create(name, scope)  # type: ignore[arg-type]
+    try:
+        token = ApiKeyRepository(_config_sessions()).create(name, scope)  # type: ignore[arg-type]
+    except ValueError as error:  # an invalid name or scope, or a name taken
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
     typer.echo(token)
 
 
 @keys_app.command("revoke")
-def api_keys_revoke(name: Annotated[str, typer.Option()]) -> None:
+def api_keys_revoke(name: Annotated[str, typer.Option(help="The key's name.")]) -> None:
+    """Revoke a key: the API refuses it within seconds; its name stays taken."""
     from resources.config_store.api_keys import ApiKeyRepository
-    from resources.config_store.database import session_factory
 
-    if not ApiKeyRepository(session_factory(get_settings().database_url)).revoke(name):
+    if not ApiKeyRepository(_config_sessions()).revoke(name):
         typer.echo(f"no active key named {name!r}", err=True)
         raise typer.Exit(1)
     typer.echo(f"revoked {name}")
@@ -112,12 +113,24 @@ def api_keys_revoke(name: Annotated[str, typer.Option()]) -> None:
 
 @keys_app.command("list")
 def api_keys_list() -> None:
+    """Every key: name, scope, created, last used, state. Keys themselves are never shown again."""
     from resources.config_store.api_keys import ApiKeyRepository
+
+    def when(moment: datetime | None) -> str:
+        return f"{moment:%Y-%m-%d %H:%M}" if moment else "never"
+
+    typer.echo(f"{'name':<30} {'scope':<6} {'created':<16} {'last used':<16} state")
+    for key in ApiKeyRepository(_config_sessions()).list():
+        state = f"revoked {key['revoked_at']:%Y-%m-%d %H:%M}" if key["revoked_at"] else "active"
+        typer.echo(
+            f"{key['name']:<30} {key['scope']:<6} {when(key['created_at']):<16} {when(key['last_used_at']):<16} {state}"
+        )
+
+
+def _config_sessions():
     from resources.config_store.database import session_factory
 
-    for key in ApiKeyRepository(session_factory(get_settings().database_url)).list():
-        state = f"revoked {key['revoked_at']:%Y-%m-%d}" if key["revoked_at"] else "active"
-        typer.echo(f"{key['name']:<30} {key['scope']:<6} {state}")
+    return session_factory(get_settings().database_url)
 
 
 @app.command("run")

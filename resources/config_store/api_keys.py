@@ -4,24 +4,33 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from resources.config_store.models import ApiKeyRow
 
 Scope = Literal["read", "admin"]
 TOKEN_PREFIX = "sgk_"
+# The name is the actor in the audit log, so it is plain: like an id, at most 200 characters.
+KEY_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}$")
 
 
 @dataclass(frozen=True)
 class ApiKey:
     name: str
     scope: Scope
+
+
+class ApiKeyNameTaken(ValueError):
+    pass
 
 
 def hash_token(token: str) -> str:
@@ -33,10 +42,20 @@ class ApiKeyRepository:
         self._sessions = sessions
 
     def create(self, name: str, scope: Scope) -> str:
-        """Stores a new key and returns its token: the only time the token is known."""
+        """Stores a new key and returns its token: the only time the token is known.
+
+        Names are never reused, not even a revoked key's, so that the audit log's actors stay unambiguous.
+        """
+        if not KEY_NAME_PATTERN.match(name):
+            raise ValueError(f"invalid key name {name!r}: letters, digits and '_.:@-', at most 200 characters")
+        if scope not in ("read", "admin"):
+            raise ValueError(f"invalid scope {scope!r}: 'read' or 'admin'")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        with self._sessions.begin() as session:
-            session.add(ApiKeyRow(name=name, scope=scope, key_hash=hash_token(token)))
+        try:
+            with self._sessions.begin() as session:
+                session.add(ApiKeyRow(name=name, scope=scope, key_hash=hash_token(token)))
+        except IntegrityError as error:
+            raise ApiKeyNameTaken(f"a key named {name!r} exists already (names are never reused)") from error
         return token
 
     def authenticate(self, token: str) -> ApiKey | None:
@@ -59,9 +78,57 @@ class ApiKeyRepository:
             )
             return result.rowcount > 0
 
+    def record_usage(self, last_used: dict[str, datetime]) -> None:
+        """Sets `last_used_at` of the named keys, never moving it back (several API processes write it)."""
+        if not last_used:
+            return
+        statement = (
+            update(ApiKeyRow.__table__)
+            .where(
+                ApiKeyRow.__table__.c.name == bindparam("key_name"),
+                or_(ApiKeyRow.__table__.c.last_used_at.is_(None), ApiKeyRow.__table__.c.last_used_at < bindparam("at")),
+            )
+            .values(last_used_at=bindparam("at"))
+        )
+        with self._sessions.begin() as session:
+            session.connection().execute(statement, [{"key_name": n, "at": at} for n, at in last_used.items()])
+
     def list(self) -> list[dict[str, object]]:
         with self._sessions() as session:
             return [
-                {"name": r.name, "scope": r.scope, "created_at": r.created_at, "revoked_at": r.revoked_at}
+                {
+                    "name": r.name,
+                    "scope": r.scope,
+                    "created_at": r.created_at,
+                    "last_used_at": r.last_used_at,
+                    "revoked_at": r.revoked_at,
+                }
                 for r in session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.name))
             ]
+
+
+class ApiKeyUsage:
+    """When each key was last used, kept in memory by the API and written by `flush` in the
+    background: requests never wait on it, and each key costs at most one UPDATE per flush."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[str, datetime] = {}
+
+    def seen(self, key: ApiKey) -> None:
+        now = datetime.now(timezone.utc)
+        with self._lock:
+            self._pending[key.name] = now
+
+    def flush(self, repository: ApiKeyRepository) -> int:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        if not pending:
+            return 0
+        try:
+            repository.record_usage(pending)
+        except Exception:
+            with self._lock:  # PostgreSQL unreachable: keep the times for the next flush
+                self._pending = pending | self._pending
+            raise
+        return len(pending)
