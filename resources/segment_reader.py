@@ -99,7 +99,7 @@ class SegmentReader:
         try:
             response = await self._guard.run(
                 "chunk_members",
-                lambda: self._es.search(
+                lambda: self._es.options(request_timeout=budget_seconds).search(
                     index=index,
                     query={"bool": {"filter": [{"term": {"segment_id": segment_id}}, {"term": {"chunk": chunk}}]}},
                     stored_fields=["customer_ids"],

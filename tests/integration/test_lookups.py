@@ -74,9 +74,14 @@ def expected_segments(customer_id: str, published: dict[str, dict[str, tuple[dic
 
 @pytest.fixture(scope="module")
 def served(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, dict[str, str], Settings]]:
-    # Generation read on every request here, so that a switch shows at once.
+    # Generation read on every request here, so that a switch shows at once; a roomy time budget,
+    # since this machine is shared (the budget itself is tested in test_serving_resilience.py).
     settings = settings.model_copy(
-        update={"lookup_generation_refresh_seconds": 0.0, "state_dir": Path(tmp_path_factory.mktemp("state"))}
+        update={
+            "lookup_generation_refresh_seconds": 0.0,
+            "api_search_budget_seconds": 5.0,
+            "state_dir": Path(tmp_path_factory.mktemp("state")),
+        }
     )
     publish(settings, "new_customers", FIRST, chunk_size=CHUNK)
     publish(settings, "frequent_buyers", FREQUENT, chunk_size=CHUNK)

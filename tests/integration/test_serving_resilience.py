@@ -1,0 +1,248 @@
+"""SPEC 8 on the real servers: Redis down, Elasticsearch down or hanging, recovery, restarts.
+
+The API under test reaches Elasticsearch and Redis through TCP proxies that the tests cut, so
+the shared servers keep running for everyone else.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
+
+from api.main import create_app
+from resources.config_store.api_keys import ApiKeyRepository
+from resources.config_store.database import session_factory
+from resources.lookup_cache import generation_key
+from resources.settings import Settings
+from tests.published_segments import publish
+from tests.tcp_proxy import TcpProxy
+
+pytestmark = pytest.mark.integration
+
+BUDGET = 0.5  # tight enough to see; loose enough for this shared machine when Elasticsearch is up
+ROOMY_BUDGET = 5.0  # where Elasticsearch is meant to answer, so that load never fails a test
+OPEN_SECONDS = 1.0
+# A 503 must come back about as fast as the budget; the rest is this shared machine's slack.
+FAIL_FAST_SECONDS = BUDGET + 0.75
+
+SEGMENTS = {
+    "seg-a": ({"name": "a", "city": "Madrid"}, [f"c{i:03d}" for i in range(0, 60)]),
+    "seg-b": ({"name": "b"}, [f"c{i:03d}" for i in range(40, 100)]),
+}
+
+
+def segment_ids_of(customer_id: str) -> list[str]:
+    return sorted(s for s, (_, members) in SEGMENTS.items() if customer_id in members)
+
+
+def redis_port(settings: Settings) -> int:
+    return int(redis.Redis.from_url(settings.redis_url).connection_pool.connection_kwargs["port"])
+
+
+@pytest.fixture(scope="module")
+def proxies(settings: Settings) -> Iterator[tuple[TcpProxy, TcpProxy]]:
+    es_port = int(settings.elasticsearch_url.rsplit(":", 1)[1].split("/")[0])
+    es_proxy, redis_proxy = TcpProxy("127.0.0.1", es_port), TcpProxy("127.0.0.1", redis_port(settings))
+    yield es_proxy, redis_proxy
+    es_proxy.close()
+    redis_proxy.close()
+
+
+@pytest.fixture(scope="module")
+def setup(settings: Settings, proxies, tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, dict[str, str]]:
+    publish(settings, "new_customers", SEGMENTS, chunk_size=25)
+    es_proxy, redis_proxy = proxies
+    redis_url = settings.redis_url.replace(f":{redis_port(settings)}", f":{redis_proxy.port}")
+    proxied = settings.model_copy(
+        update={
+            "elasticsearch_url": f"http://{es_proxy.url_authority}",
+            "redis_url": redis_url,
+            "api_search_budget_seconds": ROOMY_BUDGET,
+            "api_breaker_failures": 3,
+            "api_breaker_open_seconds": OPEN_SECONDS,
+            "lookup_generation_refresh_seconds": 0.0,
+            "state_dir": Path(tmp_path_factory.mktemp("state")),
+        }
+    )
+    key = ApiKeyRepository(session_factory(settings.database_url)).create("resilience-reader", "read")
+    return proxied, {"Authorization": f"Bearer {key}"}
+
+
+def serve(setup, proxies, budget: float) -> Iterator[tuple[TestClient, dict[str, str], TcpProxy, TcpProxy]]:
+    proxied, headers = setup
+    es_proxy, redis_proxy = proxies
+    es_proxy.forward()
+    redis_proxy.forward()
+    with TestClient(create_app(proxied.model_copy(update={"api_search_budget_seconds": budget}))) as client:
+        yield client, headers, es_proxy, redis_proxy
+    es_proxy.forward()
+    redis_proxy.forward()
+
+
+@pytest.fixture
+def api(setup, proxies) -> Iterator[tuple[TestClient, dict[str, str], TcpProxy, TcpProxy]]:
+    yield from serve(setup, proxies, BUDGET)
+
+
+@pytest.fixture
+def api_roomy(setup, proxies) -> Iterator[tuple[TestClient, dict[str, str], TcpProxy, TcpProxy]]:
+    yield from serve(setup, proxies, ROOMY_BUDGET)
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def lookup(client: TestClient, headers: dict[str, str], customer_id: str, **params: Any) -> tuple[int, Any, float, dict[str, str]]:
+    started = time.perf_counter()
+    response = client.get(f"/v1/customers/{customer_id}/segments", params=params, headers=headers)
+    return response.status_code, response.json(), time.perf_counter() - started, dict(response.headers)
+
+
+def assert_correct(client: TestClient, headers: dict[str, str], customer_id: str) -> None:
+    status, body, _, _ = lookup(client, headers, customer_id)
+    assert status == 200, body
+    assert [s["segment_id"] for s in body["segments"]] == segment_ids_of(customer_id)
+
+
+@pytest.mark.parametrize("failure", ["refuse", "swallow"])
+def test_with_redis_unreachable_lookups_stay_correct_and_the_errors_are_counted(api_roomy, failure) -> None:
+    client, headers, _, redis_proxy = api_roomy
+    errors_before = sum(metric("segmentation_cache_errors_total", operation=op) for op in ("generation", "get", "set"))
+    getattr(redis_proxy, failure)()
+    for customer_id in ["c000", "c050", "c099", "c200"]:
+        for _ in range(3):  # again and again: never a cached answer, always the right one
+            status, body, elapsed, _ = lookup(client, headers, customer_id)
+            assert status == 200, body
+            assert [s["segment_id"] for s in body["segments"]] == segment_ids_of(customer_id)
+            assert elapsed < 2  # Redis timeouts (0.1 s) at most, until its breaker opens
+    batch = client.post("/v1/customers/segments:batch", json={"customer_ids": ["c010", "c045"]}, headers=headers)
+    assert {c: [s["segment_id"] for s in v] for c, v in batch.json()["results"].items()} == {
+        "c010": segment_ids_of("c010"), "c045": segment_ids_of("c045")
+    }
+    errors_after = sum(metric("segmentation_cache_errors_total", operation=op) for op in ("generation", "get", "set"))
+    assert errors_after > errors_before
+
+    # Redis back: the cache is used again, with no restart.
+    redis_proxy.forward()
+    time.sleep(OPEN_SECONDS + 0.1)  # the Redis breaker's open period
+    assert_correct(client, headers, "c007")
+    hits = metric("segmentation_cache_lookups_total", kind="c", result="hit")
+    assert_correct(client, headers, "c007")
+    assert metric("segmentation_cache_lookups_total", kind="c", result="hit") == hits + 1
+
+
+def test_with_elasticsearch_down_cached_answers_are_served_and_the_rest_fail_fast(api, api_roomy) -> None:
+    # Cached by another API process (same Redis, same generation) ...
+    warm, headers, _, _ = api_roomy
+    assert_correct(warm, headers, "c041")
+    assert warm.post("/v1/customers/segments:batch", json={"customer_ids": ["c001", "c002"]}, headers=headers).status_code == 200
+    # ... and served by this one, which never reached Elasticsearch.
+    client, headers, es_proxy, _ = api
+    es_proxy.refuse()
+
+    assert_correct(client, headers, "c041")
+    assert lookup(client, headers, "c041", city="Madrid")[1]["segments"][0]["segment_id"] == "seg-a"  # filters too
+    cached_batch = client.post("/v1/customers/segments:batch", json={"customer_ids": ["c001", "c041"]}, headers=headers)
+    assert cached_batch.status_code == 200
+    assert list(cached_batch.json()["results"]) == ["c001", "c041"]
+
+    for attempt in range(6):  # past the breaker's threshold: then it does not even try
+        status, body, elapsed, response_headers = lookup(client, headers, f"c0{60 + attempt}")
+        assert status == 503, body
+        assert body["error"]["code"] == "unavailable"
+        assert int(response_headers["retry-after"]) >= 1
+        assert elapsed < FAIL_FAST_SECONDS, attempt
+    assert metric("segmentation_circuit_breaker_state", circuit="elasticsearch") == 2
+
+    partly_cached = client.post("/v1/customers/segments:batch", json={"customer_ids": ["c001", "c077"]}, headers=headers)
+    assert partly_cached.status_code == 503  # all or nothing: a missing customer is not "no segments"
+    assert "retry-after" in partly_cached.headers
+    assert_correct(client, headers, "c041")  # cached answers still flow with the breaker open
+
+
+def test_a_hanging_elasticsearch_answers_503_within_the_budget(api) -> None:
+    client, headers, es_proxy, _ = api
+    es_proxy.swallow()
+    status, body, elapsed, response_headers = lookup(client, headers, "c088")
+    assert status == 503, body
+    assert "retry-after" in response_headers
+    assert elapsed < FAIL_FAST_SECONDS
+    assert elapsed >= BUDGET * 0.9  # it did wait for the budget: not some unrelated failure
+
+
+def test_service_recovers_by_itself_when_elasticsearch_returns(api) -> None:
+    client, headers, es_proxy, _ = api
+    es_proxy.refuse()
+    for customer_id in ["c090", "c091", "c092", "c093"]:
+        assert lookup(client, headers, customer_id)[0] == 503
+    assert metric("segmentation_circuit_breaker_state", circuit="elasticsearch") == 2
+
+    es_proxy.forward()
+    deadline = time.monotonic() + OPEN_SECONDS + 5
+    while lookup(client, headers, "c094")[0] != 200:
+        assert time.monotonic() < deadline, "no recovery after Elasticsearch came back"
+        time.sleep(0.1)
+    assert_correct(client, headers, "c095")
+    assert metric("segmentation_circuit_breaker_state", circuit="elasticsearch") == 0
+
+
+def test_cached_answers_survive_an_api_restart_while_elasticsearch_is_down(setup, proxies) -> None:
+    proxied, headers = setup
+    es_proxy, redis_proxy = proxies
+    es_proxy.forward()
+    redis_proxy.forward()
+    with TestClient(create_app(proxied)) as before:
+        assert_correct(before, headers, "c055")
+    es_proxy.refuse()
+    try:
+        with TestClient(create_app(proxied)) as after:  # a new process would know no more than this
+            assert_correct(after, headers, "c055")
+            assert lookup(after, headers, "c056")[0] == 503
+    finally:
+        es_proxy.forward()
+
+
+def test_the_generation_never_goes_backwards(setup, proxies, settings: Settings) -> None:
+    """Redis restored from an older snapshot must not bring back answers cached long ago."""
+    proxied, headers = setup
+    es_proxy, redis_proxy = proxies
+    es_proxy.forward()
+    redis_proxy.forward()
+    client = redis.Redis.from_url(settings.redis_url)
+    key = generation_key(settings.index_prefix)
+    client.set(key, 7)
+    with TestClient(create_app(proxied)) as api:
+        assert_correct(api, headers, "c010")
+    # Redis comes back from an old snapshot: the counter at 2, and an answer cached back then.
+    client.set(key, 2)
+    stale = b'[{"segment_id":"seg-stale","name":"old","segment_type":"new_customers","store_id":null,"category":null,"city":null,"country":null,"labels":{},"calculated_at":"2020-01-01T00:00:00Z"}]'
+    client.set(f"{settings.index_prefix}:lookup:2:c:c010", stale)
+    with TestClient(create_app(proxied)) as restarted:  # the floor comes from the file, not from memory
+        assert_correct(restarted, headers, "c010")
+    assert int(client.get(key)) == 8
+
+
+def test_readiness_names_what_is_down(api) -> None:
+    client, _, es_proxy, redis_proxy = api
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"elasticsearch": "ok", "redis": "ok", "postgresql": "ok"}
+    es_proxy.refuse()
+    redis_proxy.swallow()
+    started = time.perf_counter()
+    not_ready = client.get("/readyz")
+    assert time.perf_counter() - started < 3
+    assert not_ready.status_code == 503
+    checks = not_ready.json()["checks"]
+    assert checks["postgresql"] == "ok"
+    assert checks["elasticsearch"] != "ok" and checks["redis"] != "ok"
+    assert "elasticsearch" in not_ready.json()["error"]["message"]
+    assert client.get("/healthz").status_code == 200
