@@ -7,7 +7,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+# FastAPI answers 400 with this when the body is not even text it can decode (bad UTF-8, nesting too deep).
+_FASTAPI_BODY_PARSE_FAILURE = "There was an error parsing the body"
 
 
 class ApiError(Exception):
@@ -36,9 +40,19 @@ class NotFound(ApiError):
     code = "not_found"
 
 
+class Conflict(ApiError):
+    status_code = 409
+    code = "conflict"
+
+
 class PreconditionFailed(ApiError):
     status_code = 412
     code = "version_mismatch"
+
+
+class PayloadTooLarge(ApiError):
+    status_code = 413
+    code = "payload_too_large"
 
 
 class PreconditionRequired(ApiError):
@@ -64,13 +78,27 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
 
 
 def field_path(location: tuple[Any, ...] | list[Any]) -> str:
-    """`('body', 'params', 'max_orders')` -> `params.max_orders`: the field as the client wrote it."""
-    parts = [str(p) for p in location if p not in ("body", "query", "path", "header")]
+    """`('body', 'params', 'max_orders')` -> `params.max_orders`: the field as the client wrote it.
+    A bad dict key (`('labels', 'Team', '[key]')`) is named by the key itself: `labels.Team`, and a
+    repeated query parameter by its name (`('query', 'status', 0)` -> `status`)."""
+    in_query = bool(location) and location[0] == "query"
+    parts = [
+        str(p)
+        for p in location
+        if p not in ("body", "query", "path", "header", "[key]") and not (in_query and isinstance(p, int))
+    ]
     return ".".join(parts) or "body"
 
 
 def validation_details(errors: list[dict[str, Any]], prefix: tuple[Any, ...] = ()) -> list[dict[str, str]]:
-    return [{"field": field_path((*prefix, *e["loc"])), "message": e["msg"]} for e in errors]
+    details = []
+    for error in errors:
+        if error["type"] == "json_invalid":  # its location is a character offset, not a field
+            position = error["loc"][-1]
+            details.append({"field": "body", "message": f"invalid JSON at character {position}: {error['ctx']['error']}"})
+        else:
+            details.append({"field": field_path((*prefix, *error["loc"])), "message": error["msg"]})
+    return details
 
 
 def invalid_input(details: list[dict[str, str]]) -> InvalidInput:
@@ -78,19 +106,32 @@ def invalid_input(details: list[dict[str, str]]) -> InvalidInput:
     return InvalidInput(message, details=details)
 
 
+def invalid_field(field: str, message: str) -> InvalidInput:
+    return invalid_input([{"field": field, "message": message}])
+
+
+def _render(error: ApiError) -> JSONResponse:
+    return JSONResponse(
+        error_body(error.code, error.message, error.details), status_code=error.status_code, headers=error.headers
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, error: ApiError) -> JSONResponse:
-        return JSONResponse(
-            error_body(error.code, error.message, error.details), status_code=error.status_code, headers=error.headers
-        )
+        return _render(error)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
-        invalid = invalid_input(validation_details(list(error.errors())))
-        return JSONResponse(error_body(invalid.code, invalid.message, invalid.details), status_code=422)
+        return _render(invalid_input(validation_details(list(error.errors()))))
+
+    @app.exception_handler(OperationalError)
+    async def _database_unreachable(_: Request, __: OperationalError) -> JSONResponse:
+        return _render(ServiceUnavailable("the config store (PostgreSQL) is unavailable; try again"))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 400 and error.detail == _FASTAPI_BODY_PARSE_FAILURE:
+            return _render(invalid_field("body", "not a valid JSON document"))
         code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(error.status_code, "http_error")
-        return JSONResponse(error_body(code, str(error.detail)), status_code=error.status_code)
+        return JSONResponse(error_body(code, str(error.detail)), status_code=error.status_code, headers=error.headers)

@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from api.body_limit import CONFIG_BODY_MAX_BYTES, DEFAULT_BODY_MAX_BYTES, RequestBodyLimit
 from api.deps import ApiKeyCache, AppState
 from api.errors import ServiceUnavailable, error_body, install_error_handlers
 from api.request_metrics import RequestMetrics
@@ -27,15 +28,23 @@ from resources.segment_lookups import SegmentLookups
 from resources.segment_reader import SegmentReader
 from resources.settings import Settings, get_settings
 
-# SPEC 7: an archived segment leaves lookups within 60 s; refreshing well within that.
-ARCHIVED_REFRESH_SECONDS = 10.0
+# API keys' last_used_at is written in the background at most this often (per key and process).
+KEY_USAGE_FLUSH_SECONDS = 60.0
 
 
 async def _refresh_archived(state: AppState) -> None:
     while True:
         with contextlib.suppress(Exception):  # PostgreSQL down: keep the last known set
             state.archived_segment_ids = await run_in_threadpool(state.segments.archived_ids)
-        await asyncio.sleep(ARCHIVED_REFRESH_SECONDS)
+        # SPEC 7: an archived segment leaves lookups within 60 s; the setting keeps well within that.
+        await asyncio.sleep(state.settings.archived_refresh_seconds)
+
+
+async def _record_key_usage(state: AppState) -> None:
+    while True:
+        await asyncio.sleep(KEY_USAGE_FLUSH_SECONDS)
+        with contextlib.suppress(Exception):  # PostgreSQL down: the times wait for the next flush
+            await state.api_keys.flush_usage()
 
 
 def generation_file(settings: Settings) -> GenerationFile:
@@ -77,10 +86,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.segmentation = state
         refresher = asyncio.create_task(_refresh_archived(state))
+        usage_writer = asyncio.create_task(_record_key_usage(state))
         try:
             yield
         finally:
             refresher.cancel()
+            usage_writer.cancel()
+            with contextlib.suppress(Exception):
+                await state.api_keys.flush_usage()
             await es.close()
             await redis.aclose()
 
@@ -90,6 +103,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(
+        RequestBodyLimit, default_max_bytes=DEFAULT_BODY_MAX_BYTES, max_bytes_by_prefix={"/v1/segments": CONFIG_BODY_MAX_BYTES}
+    )
 
     @app.exception_handler(SearchUnavailable)
     async def _search_unavailable(_: Request, error: SearchUnavailable) -> JSONResponse:

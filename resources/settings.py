@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     lookup_cache_ttl_seconds: int = Field(default=3600, ge=1)
     lookup_generation_refresh_seconds: float = Field(default=1.0, ge=0, le=60)
 
+    # SPEC 7: archived segments leave lookups within 60 s; each API process re-reads them this often.
+    archived_refresh_seconds: float = Field(default=10.0, gt=0, le=50)
+
 
 @lru_cache
 def get_settings() -> Settings:

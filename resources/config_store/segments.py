@@ -1,22 +1,33 @@
-"""Segment configs: validation, the repository over PostgreSQL, and the audit trail it keeps."""
+"""Segment configs: the repository over PostgreSQL, and the audit trail it keeps.
+
+Every change bumps `version` with a compare-and-set (`UPDATE ... WHERE id = ? AND version = ?`) and
+appends its audit entry in the same transaction, so two writers of one version cannot both win.
+"""
 
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from typing_extensions import Annotated
 
 from resources.config_store.models import SegmentAuditRow, SegmentRow
 
 SegmentStatus = Literal["active", "paused", "archived"]
+AuditAction = Literal["create", "update", "archive"]
 LabelKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
 LabelValue = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]*$")]
 Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=32)]
+
+# What an update may set; `segment_type` is fixed at creation.
+CHANGEABLE_FIELDS = frozenset(
+    {"name", "description", "params", "labels", "status", "store_id", "category", "city", "country"}
+)
 
 
 class Segment(BaseModel):
@@ -43,14 +54,44 @@ class Segment(BaseModel):
         return self.model_dump(mode="json", exclude={"created_at", "updated_at"})
 
 
+class AuditEntry(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    at: datetime
+    actor: str
+    action: AuditAction
+    version: int
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class SegmentFilters:
+    """Listing filters; all given ones must match. No statuses means every status."""
+
+    segment_type: str | None = None
+    statuses: tuple[SegmentStatus, ...] = ()
+    store_id: str | None = None
+    category: str | None = None
+    city: str | None = None
+    country: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+
 class SegmentNotFound(LookupError):
     pass
 
 
 class StaleVersion(Exception):
-    def __init__(self, current_version: int) -> None:
-        super().__init__(f"the segment is at version {current_version}")
-        self.current_version = current_version
+    def __init__(self, current: Segment) -> None:
+        super().__init__(f"the segment is at version {current.version}")
+        self.current = current
+
+
+class SegmentArchived(Exception):
+    def __init__(self, current: Segment) -> None:
+        super().__init__(f"segment {current.id!r} is archived")
+        self.current = current
 
 
 def new_segment_id() -> str:
@@ -59,6 +100,9 @@ def new_segment_id() -> str:
 
 class SegmentRepository:
     """Every write also appends its audit row, in the same transaction."""
+
+    # An archive without an expected version retries when a concurrent update wins the race.
+    ARCHIVE_ATTEMPTS = 5
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
@@ -93,19 +137,73 @@ class SegmentRepository:
             session.flush()
             session.refresh(row)
             segment = Segment.model_validate(row)
-            session.add(
-                SegmentAuditRow(
-                    segment_id=row.id, version=1, actor=actor, action="create", before=None, after=segment.audit_snapshot()
-                )
-            )
+            _append_audit(session, "create", actor, before=None, after=segment)
             return segment
 
     def get(self, segment_id: str) -> Segment:
         with self._sessions() as session:
-            row = session.get(SegmentRow, segment_id)
-            if row is None:
-                raise SegmentNotFound(segment_id)
-            return Segment.model_validate(row)
+            return _current(session, segment_id)
+
+    def update(self, segment_id: str, *, expected_version: int, changes: dict[str, Any], actor: str) -> Segment:
+        """Applies `changes` if the segment is still at `expected_version`; a change to nothing
+        is no new version. Raises SegmentNotFound, SegmentArchived or StaleVersion."""
+        unknown = set(changes) - CHANGEABLE_FIELDS
+        if unknown:
+            raise ValueError(f"not changeable: {sorted(unknown)}")
+        with self._sessions.begin() as session:
+            current = _current(session, segment_id)
+            if current.status == "archived":
+                raise SegmentArchived(current)
+            if current.version != expected_version:
+                raise StaleVersion(current)
+            if all(getattr(current, name) == value for name, value in changes.items()):
+                return current
+            written = _compare_and_set(session, current, changes, actor, "update")
+            if written is None:  # a concurrent writer committed this version first
+                _raise_conflict(session, segment_id)
+            return written
+
+    def archive(self, segment_id: str, *, actor: str, expected_version: int | None = None) -> Segment:
+        """Archives the segment; archiving an archived segment changes nothing and returns it."""
+        for _ in range(self.ARCHIVE_ATTEMPTS):
+            with self._sessions.begin() as session:
+                current = _current(session, segment_id)
+                if current.status == "archived":
+                    return current
+                if expected_version is not None and current.version != expected_version:
+                    raise StaleVersion(current)
+                written = _compare_and_set(session, current, {"status": "archived"}, actor, "archive")
+                if written is not None:
+                    return written
+        raise StaleVersion(self.get(segment_id))
+
+    def list(self, filters: SegmentFilters, *, after_id: str | None, limit: int) -> tuple[list[Segment], bool]:
+        """One page in id order, after `after_id` (keyset paging); the flag says whether more follow."""
+        query = select(SegmentRow).order_by(SegmentRow.id).limit(limit + 1)
+        if after_id is not None:
+            query = query.where(SegmentRow.id > after_id)
+        if filters.segment_type is not None:
+            query = query.where(SegmentRow.segment_type == filters.segment_type)
+        if filters.statuses:
+            query = query.where(SegmentRow.status.in_(filters.statuses))
+        for name in ("store_id", "category", "city", "country"):
+            value = getattr(filters, name)
+            if value is not None:
+                query = query.where(getattr(SegmentRow, name) == value)
+        if filters.labels:
+            query = query.where(SegmentRow.labels.contains(filters.labels))
+        with self._sessions() as session:
+            segments = [Segment.model_validate(r) for r in session.scalars(query)]
+        return segments[:limit], len(segments) > limit
+
+    def audit(self, segment_id: str) -> list[AuditEntry]:
+        """Every change of the segment, oldest first."""
+        with self._sessions() as session:
+            _current(session, segment_id)
+            rows = session.scalars(
+                select(SegmentAuditRow).where(SegmentAuditRow.segment_id == segment_id).order_by(SegmentAuditRow.id)
+            )
+            return [AuditEntry.model_validate(r) for r in rows]
 
     def active_of_type(self, segment_type: str) -> list[Segment]:
         with self._sessions() as session:
@@ -119,3 +217,47 @@ class SegmentRepository:
     def archived_ids(self) -> set[str]:
         with self._sessions() as session:
             return set(session.scalars(select(SegmentRow.id).where(SegmentRow.status == "archived")))
+
+
+def _current(session: Session, segment_id: str) -> Segment:
+    row = session.execute(select(*SegmentRow.__table__.c).where(SegmentRow.id == segment_id)).first()
+    if row is None:
+        raise SegmentNotFound(segment_id)
+    return Segment.model_validate(dict(row._mapping))
+
+
+def _compare_and_set(
+    session: Session, current: Segment, changes: dict[str, Any], actor: str, action: AuditAction
+) -> Segment | None:
+    """Writes the next version only if the row is still at `current.version`; None if it is not."""
+    row = session.execute(
+        update(SegmentRow)
+        .where(SegmentRow.id == current.id, SegmentRow.version == current.version)
+        .values(**changes, version=current.version + 1, updated_at=func.now(), updated_by=actor)
+        .returning(*SegmentRow.__table__.c)
+    ).first()
+    if row is None:
+        return None
+    written = Segment.model_validate(dict(row._mapping))
+    _append_audit(session, action, actor, before=current, after=written)
+    return written
+
+
+def _raise_conflict(session: Session, segment_id: str) -> None:
+    current = _current(session, segment_id)
+    if current.status == "archived":
+        raise SegmentArchived(current)
+    raise StaleVersion(current)
+
+
+def _append_audit(session: Session, action: AuditAction, actor: str, *, before: Segment | None, after: Segment) -> None:
+    session.add(
+        SegmentAuditRow(
+            segment_id=after.id,
+            version=after.version,
+            actor=actor,
+            action=action,
+            before=before.audit_snapshot() if before is not None else None,
+            after=after.audit_snapshot(),
+        )
+    )
