@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
@@ -26,7 +26,7 @@ from resources.search_guard import SearchGuard, SearchUnavailable, breaker_facto
 from resources.segment_export import SegmentExport
 from resources.segment_lookups import SegmentLookups
 from resources.segment_reader import SegmentReader
-from resources.settings import Settings, get_settings
+from resources.settings import PROJECT_ROOT, Settings, get_settings
 
 # API keys' last_used_at is written in the background at most this often (per key and process).
 KEY_USAGE_FLUSH_SECONDS = 60.0
@@ -125,6 +125,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def openapi_document() -> dict[str, Any]:
-    """The OpenAPI document as served at /openapi.json (no client is opened to build it)."""
-    return create_app(Settings()).openapi()
+OPENAPI_FILE = PROJECT_ROOT / "docs" / "openapi.json"
+
+
+def render_openapi() -> str:
+    """The OpenAPI document as served at /openapi.json, as `docs/openapi.json` holds it.
+
+    Building it opens no client: the lifespan does not run."""
+    return json.dumps(create_app(Settings()).openapi(), indent=2, ensure_ascii=False) + "\n"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -149,10 +151,18 @@ def run(
 
 
 @app.command("api")
-def api(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+def api(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes; default one per CPU.")] = os.cpu_count() or 1,
+) -> None:
     """Serve the HTTP API (uvloop, httptools; several workers for production)."""
     import uvicorn
 
+    if workers > 1:
+        from resources.serving_metrics import prepare_multiprocess_dir
+
+        prepare_multiprocess_dir()  # so that /metrics adds up every worker
     uvicorn.run(
         "api.main:create_app",
         factory=True,
@@ -163,6 +173,16 @@ def api(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
         http="httptools",
         access_log=False,
     )
+
+
+@app.command("openapi")
+def openapi(out: Annotated[Optional[Path], typer.Option(help="Default: docs/openapi.json in the repository.")] = None) -> None:
+    """Write the OpenAPI document, as the API serves it at /openapi.json, to a file."""
+    from api.main import OPENAPI_FILE, render_openapi
+
+    target = out or OPENAPI_FILE
+    target.write_text(render_openapi())
+    typer.echo(f"wrote {target}")
 
 
 @app.command("demo")
