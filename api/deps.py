@@ -59,7 +59,8 @@ class AppState:
     archived_segment_ids: set[str] = field(default_factory=set)
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
+    # async: FastAPI would run a plain `def` dependency in a worker thread, on every request.
     return request.app.state.segmentation
 
 

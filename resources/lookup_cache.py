@@ -9,6 +9,9 @@ about that long. The highest generation seen is also kept in a small file: if Re
 lower one (restored from an older snapshot, or the key evicted), the counter is raised past it, so
 entries written under a generation that was already used are never read again.
 
+Each process also keeps the answers it saw last in a bounded near cache (same keys), which
+saves the Redis round trip for the customers asked about most.
+
 Redis errors never fail a lookup: the cache is bypassed and the error counted; a circuit breaker
 skips Redis altogether for a while when it keeps failing, so a dead Redis costs no timeouts.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -69,6 +73,32 @@ class GenerationFile:
             os.replace(partial, self.path)
 
 
+class NearCache:
+    """The last answers this process read or wrote, in front of Redis: a bounded LRU of bytes.
+
+    Its keys hold the generation like Redis's, so an entry can never be stale, only evicted; it
+    saves the Redis round trip for the customers asked about most, and outlives a Redis outage.
+    """
+
+    def __init__(self, entries: int) -> None:
+        self._entries = entries
+        self._values: OrderedDict[str, bytes] = OrderedDict()
+
+    def get(self, key: str) -> bytes | None:
+        value = self._values.get(key)
+        if value is not None:
+            self._values.move_to_end(key)
+        return value
+
+    def put(self, key: str, value: bytes) -> None:
+        if self._entries <= 0:
+            return
+        self._values[key] = value
+        self._values.move_to_end(key)
+        if len(self._values) > self._entries:
+            self._values.popitem(last=False)
+
+
 class LookupCache:
     def __init__(
         self,
@@ -79,8 +109,10 @@ class LookupCache:
         ttl_seconds: int,
         refresh_seconds: float,
         generation_file: GenerationFile,
+        near_entries: int = 0,
     ) -> None:
         self._redis = client
+        self._near = NearCache(near_entries)
         self._prefix = prefix
         self._breakers = breakers
         self._breaker: Any = None
@@ -125,26 +157,45 @@ class LookupCache:
         return f"{self._prefix}:lookup:{generation}:{kind}:{item}"
 
     async def get_many(self, generation: int, kind: str, items: list[str]) -> dict[str, bytes]:
-        """item -> cached value for those in the cache; the rest are misses."""
-        keys = [self._key(generation, kind, i) for i in items]
-        ok, values = await self._call("get", lambda: self._redis.mget(keys))
-        if not ok or values is None:
-            return {}
-        found = {item: value for item, value in zip(items, values) if value is not None}
+        """item -> cached value for those in the cache (this process's, then Redis); the rest are misses."""
+        found: dict[str, bytes] = {}
+        wanted: dict[str, str] = {}  # Redis key -> item
+        for item in items:
+            key = self._key(generation, kind, item)
+            value = self._near.get(key)
+            if value is None:
+                wanted[key] = item
+            else:
+                found[item] = value
         if found:
-            CACHE_LOOKUPS.labels(kind, "hit").inc(len(found))
-        if len(found) < len(items):
-            CACHE_LOOKUPS.labels(kind, "miss").inc(len(items) - len(found))
+            CACHE_LOOKUPS.labels(kind, "hit_near").inc(len(found))
+        if not wanted:
+            return found
+        ok, values = await self._call("get", lambda: self._redis.mget(list(wanted)))
+        hits = 0
+        if ok and values is not None:
+            for (key, item), value in zip(wanted.items(), values):
+                if value is not None:
+                    found[item] = value
+                    self._near.put(key, value)
+                    hits += 1
+        if hits:
+            CACHE_LOOKUPS.labels(kind, "hit").inc(hits)
+        if len(wanted) > hits:
+            CACHE_LOOKUPS.labels(kind, "miss").inc(len(wanted) - hits)
         return found
 
     async def put_many(self, generation: int, kind: str, values: dict[str, bytes]) -> None:
         if not values:
             return
+        keyed = {self._key(generation, kind, item): value for item, value in values.items()}
+        for key, value in keyed.items():
+            self._near.put(key, value)
 
         async def write() -> None:
             async with self._redis.pipeline(transaction=False) as pipe:
-                for item, value in values.items():
-                    pipe.set(self._key(generation, kind, item), value, ex=self._ttl)
+                for key, value in keyed.items():
+                    pipe.set(key, value, ex=self._ttl)
                 await pipe.execute()
 
         await self._call("set", write)

@@ -71,6 +71,10 @@ class SearchGuard:
         self._open_seconds = open_seconds
         self._breaker: Any = None
 
+    @property
+    def budget_seconds(self) -> float:
+        return self._budget
+
     async def _circuit(self) -> Any:
         if self._breaker is None:
             self._breaker = await self._breakers.get_breaker(

@@ -15,6 +15,7 @@ SEGMENT_FIELDS = ["segment_id", "name", "segment_type", "store_id", "category", 
 SUMMARY_FIELDS = ["segment_id", "calculated_at", "member_count", "chunks"]
 # Elasticsearch's default `index.max_result_window`: one page of hits at most.
 MAX_HITS = 10_000
+CUSTOMERS_PER_BUDGET = 250
 
 
 class IndexGone(LookupError):
@@ -50,9 +51,12 @@ class SegmentReader:
         else:
             named = [{"term": {"customer_ids": {"value": c, "_name": str(i)}}} for i, c in enumerate(customer_ids)]
             query = {"bool": {"filter": [{"bool": {"should": named, "minimum_should_match": 1}}]}}
+        # A batch does work in proportion to its ids: one budget per `CUSTOMERS_PER_BUDGET` of them.
+        budget = self._guard.budget_seconds * -(-len(customer_ids) // CUSTOMERS_PER_BUDGET)
+        client = self._es if budget == self._guard.budget_seconds else self._es.options(request_timeout=budget)
         response = await self._guard.run(
             "customer_segments",
-            lambda: self._es.search(
+            lambda: client.search(
                 index=self._alias,
                 query=query,
                 source=SEGMENT_FIELDS,
@@ -61,6 +65,7 @@ class SegmentReader:
                 ignore_unavailable=True,
                 allow_no_indices=True,
             ),
+            budget_seconds=budget,
         )
         hits = response["hits"]["hits"]
         if len(hits) >= MAX_HITS and len(customer_ids) > 1:

@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     api_redis_timeout_seconds: float = Field(default=0.1, gt=0, le=5)
     lookup_cache_ttl_seconds: int = Field(default=3600, ge=1)
     lookup_generation_refresh_seconds: float = Field(default=1.0, ge=0, le=60)
+    lookup_near_cache_entries: int = Field(default=10_000, ge=0)  # per API process; 0 turns it off
 
     # SPEC 7: archived segments leave lookups within 60 s; each API process re-reads them this often.
     archived_refresh_seconds: float = Field(default=10.0, gt=0, le=50)

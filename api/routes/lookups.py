@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Request, Response
 
 from api.deps import ReadKey, State
 from api.errors import invalid_input
@@ -17,6 +17,7 @@ from segmentation_assets.segment_types.base import ID_PATTERN
 router = APIRouter(tags=["lookups"])
 
 CustomerId = Annotated[str, Path(pattern=ID_PATTERN, description="The customer's id.")]
+NO_FILTER = SegmentFilter()
 UNAVAILABLE = {503: {"description": "Elasticsearch is unavailable and the answer is not cached; see Retry-After."}}
 
 
@@ -41,19 +42,46 @@ def segment_filter(
         raise invalid_input([{"field": "label", "message": str(error)}]) from error
 
 
-@router.get("/customers/{customer_id}/segments", response_model=CustomerSegments, responses=UNAVAILABLE)
-async def customer_segments(
-    customer_id: CustomerId,
-    state: State,
-    _: ReadKey,
-    segment_type: Annotated[list[str], Query(description="Any of these types.")] = [],  # noqa: B006
-    store_id: str | None = None,
-    category: str | None = None,
-    city: str | None = None,
-    country: str | None = None,
-    label: Annotated[list[str], Query(description="key:value; all must match.")] = [],  # noqa: B006
-) -> Response:
-    selected = segment_filter(segment_type, store_id, category, city, country, label)
+def _query_parameter(name: str, description: str, repeatable: bool = False) -> dict[str, object]:
+    schema: dict[str, object] = {"type": "array", "items": {"type": "string"}} if repeatable else {"type": "string"}
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+
+# The filters are read from the query string by hand, on the hottest path there is: FastAPI's
+# per-parameter validation cost more than the whole cached lookup. They are all free text, so
+# nothing is lost; the OpenAPI document still describes them.
+FILTER_PARAMETERS = [
+    _query_parameter("segment_type", "Any of these types.", repeatable=True),
+    _query_parameter("store_id", "The segment's store_id equals this."),
+    _query_parameter("category", "The segment's category equals this."),
+    _query_parameter("city", "The segment's city equals this."),
+    _query_parameter("country", "The segment's country equals this."),
+    _query_parameter("label", "key:value; all must match.", repeatable=True),
+]
+
+
+def query_filter(request: Request) -> SegmentFilter:
+    query = request.query_params
+    if not query:
+        return NO_FILTER
+    return segment_filter(
+        query.getlist("segment_type"),
+        query.get("store_id"),
+        query.get("category"),
+        query.get("city"),
+        query.get("country"),
+        query.getlist("label"),
+    )
+
+
+@router.get(
+    "/customers/{customer_id}/segments",
+    response_model=CustomerSegments,
+    responses=UNAVAILABLE,
+    openapi_extra={"parameters": FILTER_PARAMETERS},
+)
+async def customer_segments(customer_id: CustomerId, request: Request, state: State, _: ReadKey) -> Response:
+    selected = query_filter(request)
     segments = await state.lookups.customer_segments(customer_id)
     return json_response(
         {"customer_id": customer_id, "segments": selected.apply(segments, state.archived_segment_ids)}

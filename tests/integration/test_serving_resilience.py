@@ -68,6 +68,7 @@ def setup(settings: Settings, proxies, tmp_path_factory: pytest.TempPathFactory)
             "api_breaker_failures": 3,
             "api_breaker_open_seconds": OPEN_SECONDS,
             "lookup_generation_refresh_seconds": 0.0,
+            "lookup_near_cache_entries": 0,  # Redis itself is under test here
             "state_dir": Path(tmp_path_factory.mktemp("state")),
         }
     )

@@ -1,0 +1,376 @@
+"""Serving benchmark (issue 6): `segmentation api` under `wrk`, four cases side by side in one run.
+
+    (a) bare      GET /healthz, a constant JSON, through the same app, middleware and server
+    (b) hit       GET /v1/customers/{id}/segments, the answer in Redis
+    (c) miss      GET /v1/customers/{id}/segments, never asked before: MGET, one search, SET
+    (d) batch100  POST /v1/customers/segments:batch with 100 ids never asked before
+
+For each case: the maximum throughput (closed loop, `--connections`), then latency at half of
+that rate (each connection paced with wrk's `delay()`), p50/p75/p99 and req/s as measured.
+A cache-miss run starts a new generation (INCR `<prefix>:generation`), so every id is a miss.
+
+It builds its own namespace on the running services (index prefix, Redis keys, PostgreSQL
+schema), indexes 1,000 segments / 10,000,000 memberships over 4 segment types (4 indices behind
+the read alias, chunk documents of 50,000 ids) with the index writer, without Spark, and removes
+all of it at the end.
+
+    .venv/bin/python bench/bench_api.py            # the full run
+    .venv/bin/python bench/bench_api.py --quick    # 100 segments / 200,000 memberships, short runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import redis
+from elasticsearch import Elasticsearch, helpers
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from resources.config_store.api_keys import ApiKeyRepository  # noqa: E402
+from resources.config_store.database import session_factory, upgrade_schema  # noqa: E402
+from resources.index_names import index_name  # noqa: E402
+from resources.lookup_cache import generation_key  # noqa: E402
+from resources.segment_index import SegmentIndexWriter, chunk_documents  # noqa: E402
+from resources.settings import Settings  # noqa: E402
+
+SEGMENT_TYPES = ["new_customers", "frequent_buyers", "high_spenders", "lapsed_customers"]
+CITIES = ["Madrid", "Barcelona", "Lisboa", "Porto", "Paris", None]
+PARTITION = "2026-11-25"
+CALCULATED_AT = "2026-11-26T00:00:00Z"
+WARM_CUSTOMERS = 10_000  # (b) asks only these, all cached beforehand
+
+
+def customer(n: int) -> str:
+    return f"c{n:07d}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The data: segments of lognormal sizes, members drawn uniformly from the customers.
+
+
+def segment_sizes(segments: int, memberships: int, customers: int, rng: np.random.Generator) -> list[int]:
+    raw = rng.lognormal(mean=8.5, sigma=1.2, size=segments)
+    sizes = np.maximum(1, np.floor(raw / raw.sum() * memberships)).astype(int)
+    sizes[np.argmax(sizes)] += memberships - int(sizes.sum())  # exactly `memberships` in all
+    return np.minimum(sizes, customers).tolist()
+
+
+def members_of(size: int, customers: int, rng: np.random.Generator) -> list[str]:
+    """`size` distinct customers, sorted (ids are zero-padded: numeric order is text order)."""
+    drawn = np.unique(rng.integers(0, customers, size=int(size * 1.3) + 16))
+    while len(drawn) < size:
+        drawn = np.unique(np.concatenate([drawn, rng.integers(0, customers, size=size)]))
+    chosen = np.sort(rng.choice(drawn, size=size, replace=False))
+    return [customer(n) for n in chosen.tolist()]
+
+
+def documents(segment_type: str, segment_ids: list[str], sizes: list[int], customers: int, seed: int) -> Iterator[dict[str, Any]]:
+    rng = np.random.default_rng(seed)
+    for n, (segment_id, size) in enumerate(zip(segment_ids, sizes)):
+        labels = {"team": ["growth", "partners", "crm"][n % 3]} if n % 2 else {}
+        attributes = {
+            "segment_id": segment_id,
+            "segment_type": segment_type,
+            "partition_key": PARTITION,
+            "calculated_at": CALCULATED_AT,
+            "name": f"{segment_type} {n}",
+            "store_id": f"s{n % 50}" if n % 4 == 1 else None,
+            "category": ["grocery", "pharmacy", "fashion"][n % 3] if n % 4 == 1 else None,
+            "city": CITIES[n % len(CITIES)],
+            "country": "ES" if n % 3 == 0 else None,
+            "labels": labels,
+            "label_pairs": [f"{k}:{v}" for k, v in labels.items()],
+        }
+        yield from chunk_documents(attributes, members_of(size, customers, rng), 50_000)
+
+
+def build_index(es: Elasticsearch, prefix: str, segments: int, memberships: int, customers: int, threads: int) -> float:
+    """Indexes every type, switches the aliases, starts the generation; answers the seconds taken."""
+    started = time.perf_counter()
+    writer = SegmentIndexWriter(es, prefix)
+    sizes = segment_sizes(segments, memberships, customers, np.random.default_rng(1))
+    per_type = -(-segments // len(SEGMENT_TYPES))
+    for t, segment_type in enumerate(SEGMENT_TYPES):
+        mine = list(range(t * per_type, min(segments, (t + 1) * per_type)))
+        name = index_name(prefix, segment_type, PARTITION, uuid.uuid4().hex)
+        writer.create_index(name, meta={"segment_type": segment_type, "partition_key": PARTITION, "run_id": "bench"})
+        docs = documents(segment_type, [f"seg-{i:04d}" for i in mine], [sizes[i] for i in mine], customers, seed=t)
+        actions = ({"_index": name, "_id": f"{d['segment_id']}#{d['chunk']}", "_source": d} for d in docs)
+        for ok, item in helpers.parallel_bulk(
+            es, actions, thread_count=threads, chunk_size=50, max_chunk_bytes=8 * 1024 * 1024, queue_size=threads
+        ):
+            if not ok:
+                raise RuntimeError(f"bulk failure: {item}")
+        writer.finish_loading(name)
+        writer.switch_alias(segment_type, name)
+        print(f"  indexed {segment_type}: {len(mine)} segments, {sum(sizes[i] for i in mine):,} memberships "
+              f"({time.perf_counter() - started:.0f}s so far)", flush=True)
+    return time.perf_counter() - started
+
+
+# ---------------------------------------------------------------------------------------------
+# wrk and its Lua scripts.
+
+LUA_COMMON = r"""
+local counter = 0
+local threads_made = 0
+local rate_delay = {delay_ms}
+function setup(thread)
+  -- runs once per thread, in the main state: each thread gets its own id range
+  thread:set("tid", threads_made)
+  threads_made = threads_made + 1
+end
+function delay()
+  return rate_delay
+end
+function done(summary, latency, requests)
+  io.write(string.format("RESULT {{\"requests\": %d, \"duration_us\": %d, \"non2xx\": %d, \"errors\": %d, "
+    .. "\"p50\": %d, \"p75\": %d, \"p99\": %d}}\n",
+    summary.requests, summary.duration, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50), latency:percentile(75), latency:percentile(99)))
+end
+"""
+
+LUA_CASES = {
+    "bare": r"""
+request = function() return wrk.format("GET", "/healthz") end
+""",
+    "hit": r"""
+local headers = {{["Authorization"] = "Bearer {key}"}}
+request = function()
+  return wrk.format("GET", string.format("/v1/customers/c%07d/segments", math.random(0, {warm} - 1)), headers)
+end
+""",
+    "miss": r"""
+local headers = {{["Authorization"] = "Bearer {key}"}}
+request = function()
+  counter = counter + 1
+  return wrk.format("GET", string.format("/v1/customers/c%07d/segments", ({base} + tid * {stride} + counter) % {customers}), headers)
+end
+""",
+    "batch100": r"""
+local headers = {{["Authorization"] = "Bearer {key}", ["Content-Type"] = "application/json"}}
+request = function()
+  local ids = {{}}
+  for i = 1, 100 do
+    counter = counter + 1
+    ids[i] = string.format("\"c%07d\"", ({base} + tid * {stride} + counter) % {customers})
+  end
+  return wrk.format("POST", "/v1/customers/segments:batch", headers, "{{\"customer_ids\":[" .. table.concat(ids, ",") .. "]}}")
+end
+""",
+}
+
+@dataclass
+class Measure:
+    requests_per_second: float
+    p50_ms: float
+    p75_ms: float
+    p99_ms: float
+    non2xx: int
+    errors: int
+
+
+def run_wrk(url: str, case: str, *, key: str, connections: int, threads: int, seconds: int, delay_ms: int,
+            base: int, stride: int, customers: int, workdir: Path) -> Measure:
+    lua = LUA_COMMON.format(delay_ms=delay_ms) + LUA_CASES[case].format(
+        key=key, warm=WARM_CUSTOMERS, base=base, stride=stride, customers=customers
+    )
+    script = workdir / f"{case}.lua"
+    script.write_text(lua)
+    output = subprocess.run(
+        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "5s", "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    line = next(line for line in output.splitlines() if line.startswith("RESULT "))
+    result = json.loads(line.removeprefix("RESULT "))
+    return Measure(
+        requests_per_second=result["requests"] / (result["duration_us"] / 1e6),
+        p50_ms=result["p50"] / 1000,
+        p75_ms=result["p75"] / 1000,
+        p99_ms=result["p99"] / 1000,
+        non2xx=result["non2xx"],
+        errors=result["errors"],
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Namespace, server, and the run.
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_up(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"the API at {url} did not become ready within {timeout:.0f}s")
+
+
+def post(url: str, path: str, key: str, body: dict[str, Any]) -> Any:
+    request = urllib.request.Request(
+        f"{url}{path}", data=json.dumps(body).encode(), method="POST",
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="100 segments, 200,000 memberships, 3 s runs")
+    parser.add_argument("--segments", type=int)
+    parser.add_argument("--memberships", type=int)
+    parser.add_argument("--customers", type=int)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="API worker processes")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections for the maximum-throughput runs")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--seconds", type=int, help="length of each measured run")
+    args = parser.parse_args()
+    segments = args.segments or (100 if args.quick else 1_000)
+    memberships = args.memberships or (200_000 if args.quick else 10_000_000)
+    customers = args.customers or (100_000 if args.quick else 1_000_000)
+    seconds = args.seconds or (3 if args.quick else 10)
+
+    base = Settings()
+    run = uuid.uuid4().hex[:8]
+    prefix, schema = f"bench-{run}", f"bench_{run}"
+    workdir = Path(tempfile.mkdtemp(prefix="bench-api-"))
+    es = Elasticsearch(base.elasticsearch_url, request_timeout=300)
+    cache = redis.Redis.from_url(base.redis_url)
+    admin_engine = create_engine(base.database_url)
+    server: subprocess.Popen[bytes] | None = None
+    try:
+        with admin_engine.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        database_url = (
+            make_url(base.database_url).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+        )
+        upgrade_schema(database_url)
+        key = ApiKeyRepository(session_factory(database_url)).create("bench", "read")
+
+        print(f"indexing {segments:,} segments, {memberships:,} memberships of {customers:,} customers ...", flush=True)
+        build_seconds = build_index(es, prefix, segments, memberships, customers, threads=2)
+        cache.incr(generation_key(prefix))
+        print(f"index built in {build_seconds:.0f}s", flush=True)
+
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = {
+            **os.environ,
+            "SEGMENTATION_INDEX_PREFIX": prefix,
+            "SEGMENTATION_DATABASE_URL": database_url,
+            "SEGMENTATION_STATE_DIR": str(workdir / "state"),
+        }
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        server = subprocess.Popen(
+            [str(ROOT / ".venv/bin/segmentation"), "api", "--port", str(port), "--workers", str(args.workers)],
+            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(workdir / "server.log", "wb"),
+        )
+        wait_until_up(url)
+
+        def warm() -> None:
+            for start in range(0, WARM_CUSTOMERS, 1000):
+                post(url, "/v1/customers/segments:batch", key, {"customer_ids": [customer(n) for n in range(start, start + 1000)]})
+
+        def new_generation() -> None:
+            cache.incr(generation_key(prefix))
+            time.sleep(1.2)  # each worker re-reads the generation within a second
+
+        # A miss run starts a new generation, so ids need only be distinct within a run: each wrk
+        # thread counts up through its own share of the customers.
+        stride = customers // args.threads
+        offsets = np.random.default_rng(2)
+
+        def measure(case: str, connections: int, delay_ms: int, run_seconds: int) -> Measure:
+            if case in ("miss", "batch100"):
+                new_generation()
+            if case == "hit":
+                warm()
+            return run_wrk(url, case, key=key, connections=connections, threads=args.threads, seconds=run_seconds,
+                           delay_ms=delay_ms, base=int(offsets.integers(0, customers)), stride=stride, customers=customers, workdir=workdir)
+
+        for case in LUA_CASES:  # a short warm-up of every path, not measured
+            measure(case, 8, 0, 1)
+
+        results: dict[str, tuple[Measure, Measure]] = {}
+        for case in LUA_CASES:
+            peak = measure(case, args.connections, 0, seconds)
+            # Half the peak rate: connections paced so that each sends one request per `delay` ms.
+            target = peak.requests_per_second / 2
+            connections = max(1, min(args.connections, round(target * 0.010)))  # ~10 ms between a connection's requests
+            delay_ms = max(1, round(1000 * connections / target))
+            half = measure(case, connections, delay_ms, seconds)
+            results[case] = (peak, half)
+            print(f"  {case:<9} peak {peak.requests_per_second:8.0f} req/s; at half: {half.requests_per_second:7.0f} req/s "
+                  f"p50 {half.p50_ms:.2f} ms p75 {half.p75_ms:.2f} ms p99 {half.p99_ms:.2f} ms", flush=True)
+
+        print()
+        print(f"{segments:,} segments, {memberships:,} memberships, {customers:,} customers; index built in {build_seconds:.0f}s; "
+              f"{args.workers} API workers; wrk -t{args.threads}; {seconds}s per run; {os.cpu_count()} CPUs shared with wrk, "
+              "Elasticsearch, Redis and PostgreSQL")
+        print()
+        print("| case | peak req/s (c=%d) | req/s at half peak | p50 ms | p75 ms | p99 ms | non-2xx / errors |" % args.connections)
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        labels = {"bare": "(a) bare /healthz", "hit": "(b) lookup, cache hit", "miss": "(c) lookup, cache miss",
+                  "batch100": "(d) batch of 100, uncached"}
+        for case, (peak, half) in results.items():
+            print(f"| {labels[case]} | {peak.requests_per_second:.0f} | {half.requests_per_second:.0f} | {half.p50_ms:.2f} | "
+                  f"{half.p75_ms:.2f} | {half.p99_ms:.2f} | {peak.non2xx + half.non2xx} / {peak.errors + half.errors} |")
+        ratio = results["hit"][0].requests_per_second / results["bare"][0].requests_per_second
+        print()
+        print(f"(b)/(a) peak throughput: {ratio:.2f}")
+        return 0
+    finally:
+        if server is not None:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        es.options(ignore_status=404).indices.delete(index=f"{prefix}-*", expand_wildcards="all", allow_no_indices=True)
+        batch: list[bytes] = []
+        for stale in cache.scan_iter(f"{prefix}:*", count=10_000):
+            batch.append(stale)
+            if len(batch) >= 10_000:
+                cache.unlink(*batch)
+                batch = []
+        if batch:
+            cache.unlink(*batch)
+        with admin_engine.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin_engine.dispose()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
