@@ -15,17 +15,20 @@ from fastapi.responses import JSONResponse
 from api.body_limit import CONFIG_BODY_MAX_BYTES, DEFAULT_BODY_MAX_BYTES, RequestBodyLimit
 from api.deps import ApiKeyCache, AppState
 from api.errors import ServiceUnavailable, error_body, install_error_handlers
+from api.request_context import RequestContext
 from api.request_metrics import RequestMetrics
 from api.routes import health, lookups, members, metrics, segments
 from resources.config_store.api_keys import ApiKeyRepository
 from resources.config_store.database import engine_for, session_factory
 from resources.config_store.segments import SegmentRepository
+from resources.json_logs import configure_logging
 from resources.lookup_cache import GenerationFile, LookupCache
 from resources.readiness import Readiness
 from resources.search_guard import SearchGuard, SearchUnavailable, breaker_factory, search_client
 from resources.segment_export import SegmentExport
 from resources.segment_lookups import SegmentLookups
 from resources.segment_reader import SegmentReader
+from resources.served_calculations import keep_served_state
 from resources.settings import PROJECT_ROOT, Settings, get_settings
 
 # API keys' last_used_at is written in the background at most this often (per key and process).
@@ -53,6 +56,7 @@ def generation_file(settings: Settings) -> GenerationFile:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    configure_logging()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -88,11 +92,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.segmentation = state
         refresher = asyncio.create_task(_refresh_archived(state))
         usage_writer = asyncio.create_task(_record_key_usage(state))
+        served_state = asyncio.create_task(keep_served_state(es, settings.index_prefix))
         try:
             yield
         finally:
             refresher.cancel()
             usage_writer.cancel()
+            served_state.cancel()
             with contextlib.suppress(Exception):
                 await state.api_keys.flush_usage()
             await es.close()
@@ -118,6 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     app.add_middleware(RequestMetrics)
+    app.add_middleware(RequestContext)  # outermost: its request id is bound for everything inside
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(segments.router, prefix="/v1")

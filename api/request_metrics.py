@@ -8,6 +8,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.request_context import route_template
 from resources.serving_metrics import HTTP_LATENCY
 
 
@@ -32,9 +33,8 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            route = scope.get("route")
             # Unmatched paths share one label, so that scanners cannot grow the metric without bound.
-            template = getattr(route, "path", None) or "unmatched"
+            template = route_template(scope)
             key = (template, scope["method"], status)
             child = self._children.get(key)
             if child is None:

@@ -23,6 +23,14 @@ app.add_typer(lake_app, name="lake")
 app.add_typer(keys_app, name="api-keys")
 
 
+@app.callback()
+def _logging() -> None:
+    # Every command logs through structlog: readable on a terminal, JSON lines otherwise (resources/json_logs.py).
+    from resources.json_logs import configure_logging
+
+    configure_logging(default_format="auto")
+
+
 def _print_services(states) -> None:
     for state in states:
         running = "running" if state.running else "stopped"
@@ -143,6 +151,9 @@ def run(
     """Materialize calculation, index and alias for a partition, through Dagster."""
     from cli.runs import materialize_partition
 
+    import structlog
+
+    structlog.contextvars.bind_contextvars(command="run", partition=partition)
     result = materialize_partition(get_settings(), partition, segment_type or [])
     for line in result.summary_lines:
         typer.echo(line)
@@ -172,6 +183,7 @@ def api(
         loop="uvloop",
         http="httptools",
         access_log=False,
+        log_config=None,  # uvicorn's own loggers go to the JSON lines of create_app's configure_logging
     )
 
 

@@ -1,0 +1,113 @@
+"""A request id for every HTTP request, carried through its logs and answered to the caller.
+
+The id is the caller's `X-Request-ID` when that is a plain token (so a gateway's id follows the
+request through), else a new one. It is bound to structlog's context for the request's task
+(threads started with `run_in_threadpool` inherit it), so every log line written while the
+request runs carries `request_id`; the answer carries it in `X-Request-ID`.
+
+One log line per request that failed (status >= 400) or was slow: successful requests are
+counted and timed in Prometheus (`api/request_metrics.py`) rather than logged, which would cost
+more than the lookup itself. `SEGMENTATION_LOG_LEVEL=DEBUG` logs every request.
+An exception no handler caught is logged with its traceback and answered in the API's error
+shape (500) before it goes on to the server, which logs it as well.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import structlog
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import error_body
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# What a caller may choose as id: short, printable, nothing a log viewer would misread.
+_CALLER_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+SLOW_REQUEST_SECONDS = 1.0
+
+log = structlog.get_logger("api.request")
+
+
+def request_id_of(scope: Scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            if _CALLER_REQUEST_ID.match(text):
+                return text
+            break
+    return uuid.uuid4().hex
+
+
+class RequestContext:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = request_id_of(scope)
+        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status: int | None = None
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [(k, v) for k, v in message.get("headers", ()) if k != b"x-request-id"]
+                message = {**message, "headers": [*headers, (b"x-request-id", request_id.encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("request failed", **_request_fields(scope, 500, started))
+            if status is None:
+                response = JSONResponse(
+                    error_body("internal_error", f"an unexpected error; quote request id {request_id} when reporting it"),
+                    status_code=500,
+                    headers={REQUEST_ID_HEADER: request_id},
+                )
+                await response(scope, receive, send)
+                status = 500
+            raise
+        else:
+            seconds = time.perf_counter() - started
+            fields = _request_fields(scope, status, started)
+            if status is not None and status >= 500:
+                log.error("request", **fields)
+            elif (status is not None and status >= 400) or seconds >= SLOW_REQUEST_SECONDS:
+                log.info("request", **fields)
+            else:
+                log.debug("request", **fields)
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's template as the client calls it (`/v1/customers/{customer_id}/segments`),
+    or `unmatched`: never the path itself, whose ids are customers' ids and unbounded.
+
+    The route a router included under a prefix knows only its own part of the path
+    (`/customers/{customer_id}/segments`); the prefix is the part of the path before it."""
+    template = getattr(scope.get("route"), "path", None)
+    if not template:
+        return "unmatched"
+    own = template.strip("/").split("/")
+    path = scope["path"].strip("/").split("/")
+    prefix = path[: len(path) - len(own)] if len(path) > len(own) else []
+    return "/" + "/".join([*prefix, *own]) if prefix else template
+
+
+def _request_fields(scope: Scope, status: int | None, started: float) -> dict[str, object]:
+    return {
+        "method": scope["method"],
+        "route": route_template(scope),
+        "status": status,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+    }
