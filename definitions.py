@@ -16,7 +16,9 @@ from resources.dagster_resources import (
 from resources.settings import Settings, get_settings
 from segmentation_assets.calculation import build_members_asset
 from segmentation_assets.partitions import segment_partitions
-from segmentation_assets.publish import build_alias_asset, build_index_asset
+from segmentation_assets.automation import publish_automation_sensor
+from segmentation_assets.publish import alias_key, build_alias_asset, build_index_asset, index_key
+from segmentation_assets.rollback import rollback_alias_job
 from segmentation_assets.segment_types import SEGMENT_TYPES
 
 
@@ -32,7 +34,16 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         ),
         "config_store": ConfigStoreResource(database_url=settings.database_url),
         "search": ElasticsearchResource(
-            url=settings.elasticsearch_url, index_prefix=settings.index_prefix, chunk_size=settings.ingest_chunk_size
+            url=settings.elasticsearch_url,
+            index_prefix=settings.index_prefix,
+            chunk_size=settings.ingest_chunk_size,
+            bulk_bytes=settings.ingest_bulk_bytes,
+            bulk_workers=settings.ingest_bulk_workers,
+            max_retries=settings.ingest_max_retries,
+            retry_backoff_seconds=settings.ingest_retry_backoff_seconds,
+            error_tolerance=settings.ingest_error_tolerance,
+            retention=settings.index_retention,
+            replicas=settings.index_replicas,
         ),
         "redis": RedisResource(url=settings.redis_url, ingestion_lock_seconds=settings.ingest_lock_seconds),
     }
@@ -47,8 +58,15 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             build_index_asset(segment_type, partitions_def),
             build_alias_asset(segment_type, partitions_def),
         ]
+    publish_keys = [key for t in SEGMENT_TYPES for key in (index_key(t), alias_key(t))]
     # Spark runs in-process: one JVM per run, shared by every step, rather than one per step.
-    return dg.Definitions(assets=assets, resources=build_resources(settings), executor=dg.in_process_executor)
+    return dg.Definitions(
+        assets=assets,
+        jobs=[rollback_alias_job],
+        sensors=[publish_automation_sensor(publish_keys)],
+        resources=build_resources(settings),
+        executor=dg.in_process_executor,
+    )
 
 
 defs = build_definitions(get_settings())

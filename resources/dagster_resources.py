@@ -7,10 +7,12 @@ import redis
 from elasticsearch import Elasticsearch
 from pyspark.sql import SparkSession
 
+from resources.bulk_load import BulkSettings
 from resources.config_store.database import session_factory
 from resources.config_store.segments import SegmentRepository
 from resources.lake import Lake
 from resources.segment_index import SegmentIndexWriter
+from resources.segment_ingestion import IngestionSettings
 from resources.spark import local_spark_session
 from segmentation_assets.segment_job import SegmentJobRequest, SegmentJobResult, run_segment_job
 
@@ -53,16 +55,34 @@ class ConfigStoreResource(dg.ConfigurableResource):
 
 
 class ElasticsearchResource(dg.ConfigurableResource):
+    """The cluster, and how calculations are written into it (see `resources.settings` for each knob)."""
+
     url: str
     index_prefix: str = "segments"
     request_timeout_seconds: float = 60.0
     chunk_size: int = 50_000  # customer ids per chunk document
+    bulk_bytes: int = 8 * 1024 * 1024
+    bulk_workers: int = 2
+    max_retries: int = 5
+    retry_backoff_seconds: float = 0.5
+    error_tolerance: float = 0.0
+    retention: int = 3
+    replicas: str = "0-1"
 
     def client(self) -> Elasticsearch:
         return Elasticsearch(self.url, request_timeout=self.request_timeout_seconds, retry_on_timeout=True, max_retries=3)
 
     def writer(self) -> SegmentIndexWriter:
-        return SegmentIndexWriter(self.client(), self.index_prefix)
+        return SegmentIndexWriter(self.client(), self.index_prefix, replicas=self.replicas)
+
+    def ingestion_settings(self) -> IngestionSettings:
+        bulk = BulkSettings(
+            workers=self.bulk_workers,
+            max_request_bytes=self.bulk_bytes,
+            max_retries=self.max_retries,
+            initial_backoff_seconds=self.retry_backoff_seconds,
+        )
+        return IngestionSettings(chunk_size=self.chunk_size, bulk=bulk, error_tolerance=self.error_tolerance)
 
 
 class RedisResource(dg.ConfigurableResource):

@@ -1,20 +1,25 @@
-"""Writes one calculation into a new Elasticsearch index, verifies it, and moves the aliases to it.
+"""The Elasticsearch side of publishing: segment indices, their chunk documents, and the aliases.
 
 Each segment becomes one or more chunk documents: the segment's attributes plus up to
-`chunk_size` customer ids. `customer_ids` is indexed (lookups are term queries on it) and
-stored (exports read it back), but kept out of `_source` and doc values to keep lookups light.
+`chunk_size` customer ids, so that no document or bulk request nears Elasticsearch's size limits.
+`customer_ids` is indexed (lookups are term queries on it) and stored (exports read it back), but
+kept out of `_source` and doc values to keep lookups light.
+
+Each index records in its mapping's `_meta` what it holds (type, partition, run), whether it was
+verified, and the alias generation it was last published under, so that the cluster itself says
+which indices may be served and in what order they were calculated.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from elasticsearch import Elasticsearch, helpers
+from elasticsearch import Elasticsearch, NotFoundError, helpers
 
-from resources.index_names import read_alias, type_alias
+from resources.bulk_load import BulkLoader, BulkSettings, LoadReport
+from resources.index_names import read_alias, type_alias, type_index_pattern
 
 SEGMENT_INDEX_MAPPING: dict[str, Any] = {
     "dynamic": "strict",
@@ -40,12 +45,12 @@ SEGMENT_INDEX_MAPPING: dict[str, Any] = {
 }
 
 
-@dataclass(frozen=True)
-class LoadStats:
-    documents: int
-    failed_documents: int
-    failed_segments: list[str]
-    seconds: float
+def chunk_id(segment_id: str, chunk: int) -> str:
+    return f"{segment_id}#{chunk}"
+
+
+def segment_of(document_id: str) -> str:
+    return document_id.rsplit("#", 1)[0]
 
 
 def chunk_documents(
@@ -65,10 +70,54 @@ def chunk_documents(
         }
 
 
+def _segments_query(segment_ids: list[str]) -> dict[str, Any]:
+    """A search body (as `helpers.scan` takes it) for these segments' chunk documents."""
+    return {"query": {"bool": {"filter": [{"terms": {"segment_id": segment_ids}}]}}}
+
+
+@dataclass(frozen=True)
+class SegmentIndex:
+    """One index of a segment type, as its `_meta` describes it."""
+
+    name: str
+    meta: dict[str, Any]
+    created_ms: int
+    aliases: frozenset[str]
+
+    @property
+    def partition_key(self) -> str:
+        return str(self.meta.get("partition_key", ""))
+
+    @property
+    def verified(self) -> bool:
+        return bool(self.meta.get("verified"))
+
+    @property
+    def publication_order(self) -> tuple[str, int]:
+        """Newer calculations sort later: by partition, then by when the index was made."""
+        return (self.partition_key, self.created_ms)
+
+
+@dataclass(frozen=True)
+class SegmentCount:
+    members: int  # the sum of the chunk documents' `chunk_members`
+    documents: int
+    chunks: int  # how many chunk documents the segment's documents say it has
+
+
 class SegmentIndexWriter:
-    def __init__(self, client: Elasticsearch, prefix: str) -> None:
+    def __init__(self, client: Elasticsearch, prefix: str, replicas: str = "0-1") -> None:
         self._es = client
         self._prefix = prefix
+        self._replicas = replicas  # auto_expand_replicas once loaded: "0-1" gives a replica where a node can hold it
+
+    @property
+    def client(self) -> Elasticsearch:
+        return self._es
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix
 
     def create_index(self, index: str, meta: dict[str, Any]) -> None:
         # Loading is fastest with no replicas and no refreshes; `finish_loading` restores both.
@@ -78,37 +127,29 @@ class SegmentIndexWriter:
             mappings={**SEGMENT_INDEX_MAPPING, "_meta": meta},
         )
 
-    def load(self, index: str, documents: Iterable[dict[str, Any]], *, max_retries: int = 5) -> LoadStats:
-        started = time.monotonic()
-        ok = failed = 0
-        failed_segments: set[str] = set()
-        actions = (
-            {"_index": index, "_id": f"{d['segment_id']}#{d['chunk']}", "_source": d} for d in documents
+    def load(self, index: str, documents: Iterable[dict[str, Any]], bulk: BulkSettings) -> LoadReport:
+        pairs = ((chunk_id(d["segment_id"], d["chunk"]), d) for d in documents)
+        return BulkLoader(self._es, bulk).load(index, pairs)
+
+    def finish_loading(self, index: str, wait_seconds: int = 60) -> None:
+        """Refreshes and restores the refresh interval and replicas; waits for the replicas a while."""
+        self._es.indices.put_settings(
+            index=index,
+            settings={"refresh_interval": None, "auto_expand_replicas": self._replicas},
         )
-        for success, item in helpers.streaming_bulk(
-            self._es,
-            actions,
-            chunk_size=500,
-            max_chunk_bytes=20 * 1024 * 1024,
-            max_retries=max_retries,
-            initial_backoff=1,
-            raise_on_error=False,
-            raise_on_exception=True,
-        ):
-            if success:
-                ok += 1
-            else:
-                failed += 1
-                failed_segments.add(item["index"]["_id"].split("#", 1)[0])
-        return LoadStats(ok, failed, sorted(failed_segments), round(time.monotonic() - started, 3))
-
-    def finish_loading(self, index: str) -> None:
-        self._es.indices.put_settings(index=index, settings={"refresh_interval": None})
         self._es.indices.refresh(index=index)
+        # Primaries answer already; a replica still copying only lowers redundancy, so no failure.
+        self._es.options(ignore_status=408).cluster.health(
+            index=index, wait_for_status="green", timeout=f"{wait_seconds}s"
+        )
 
-    def served_members(self, index: str) -> dict[str, tuple[int, int]]:
-        """segment_id -> (members found, chunk documents found), read back from the index."""
-        found: dict[str, tuple[int, int]] = {}
+    def store_bytes(self, index: str) -> int:
+        stats = self._es.indices.stats(index=index, metric="store")
+        return int(stats["indices"][index]["primaries"]["store"]["size_in_bytes"])
+
+    def segment_counts(self, index: str) -> dict[str, SegmentCount]:
+        """segment_id -> what the index holds of it, read back with a composite aggregation."""
+        found: dict[str, SegmentCount] = {}
         after: dict[str, Any] | None = None
         while True:
             composite: dict[str, Any] = {"size": 1000, "sources": [{"segment_id": {"terms": {"field": "segment_id"}}}]}
@@ -117,20 +158,87 @@ class SegmentIndexWriter:
             response = self._es.search(
                 index=index,
                 size=0,
-                aggs={"segments": {"composite": composite, "aggs": {"members": {"sum": {"field": "chunk_members"}}}}},
+                aggs={
+                    "segments": {
+                        "composite": composite,
+                        "aggs": {"members": {"sum": {"field": "chunk_members"}}, "chunks": {"max": {"field": "chunks"}}},
+                    }
+                },
             )
             buckets = response["aggregations"]["segments"]["buckets"]
             for bucket in buckets:
-                found[bucket["key"]["segment_id"]] = (int(bucket["members"]["value"]), bucket["doc_count"])
+                found[bucket["key"]["segment_id"]] = SegmentCount(
+                    int(bucket["members"]["value"]), int(bucket["doc_count"]), int(bucket["chunks"]["value"] or 0)
+                )
             after = response["aggregations"]["segments"].get("after_key")
             if not buckets or after is None:
                 return found
+
+    def stored_segment_documents(self, index: str, segment_ids: list[str]) -> Iterator[dict[str, Any]]:
+        """The chunk documents of these segments in `index`, `customer_ids` read back from stored fields."""
+        for hit in helpers.scan(
+            self._es,
+            index=index,
+            query=_segments_query(segment_ids),
+            stored_fields=["customer_ids"],
+            _source=True,
+            size=50,
+        ):
+            yield {**hit["_source"], "customer_ids": hit.get("fields", {}).get("customer_ids", [])}
+
+    def delete_segments(self, index: str, segment_ids: list[str]) -> None:
+        # By id: `_delete_by_query` lives in the reindex module, which not every distribution ships.
+        self._es.indices.refresh(index=index)
+        hits = helpers.scan(self._es, index=index, query=_segments_query(segment_ids), _source=False)
+        deletions = ({"_op_type": "delete", "_index": index, "_id": hit["_id"]} for hit in hits)
+        helpers.bulk(self._es, deletions, refresh=True, ignore_status=(404,))
+
+    def update_meta(self, index: str, **changes: Any) -> None:
+        """Merges `changes` into the index's `_meta` (Elasticsearch replaces `_meta` as a whole)."""
+        current = self._es.indices.get_mapping(index=index)[index]["mappings"].get("_meta", {})
+        self._es.indices.put_mapping(index=index, meta={**current, **changes})
+
+    def delete_index(self, index: str) -> None:
+        self._es.options(ignore_status=404).indices.delete(index=index)
+
+    def segment_index(self, index: str) -> SegmentIndex | None:
+        try:
+            found = self._es.indices.get(index=index)
+        except NotFoundError:
+            return None
+        return next((i for i in self._describe(found) if i.name == index), None)
+
+    def type_indices(self, segment_type: str) -> list[SegmentIndex]:
+        """Every index of the type, oldest calculation first."""
+        found = self._es.indices.get(index=type_index_pattern(self._prefix, segment_type), allow_no_indices=True)
+        indices = [i for i in self._describe(found) if i.meta.get("segment_type") == segment_type]
+        return sorted(indices, key=lambda i: i.publication_order)
+
+    @staticmethod
+    def _describe(found: Any) -> list[SegmentIndex]:
+        return [
+            SegmentIndex(
+                name=name,
+                meta=body["mappings"].get("_meta", {}),
+                created_ms=int(body["settings"]["index"]["creation_date"]),
+                aliases=frozenset(body.get("aliases", {})),
+            )
+            for name, body in found.items()
+        ]
 
     def served_indices(self, segment_type: str) -> list[str]:
         alias = type_alias(self._prefix, segment_type)
         if not self._es.indices.exists_alias(name=alias):
             return []
         return sorted(self._es.indices.get_alias(name=alias).keys())
+
+    def highest_served_generation(self) -> int:
+        """The highest alias generation recorded on any index behind the read alias."""
+        alias = read_alias(self._prefix)
+        if not self._es.indices.exists_alias(name=alias):
+            return 0
+        mappings = self._es.indices.get_mapping(index=alias)
+        return max((int(m["mappings"].get("_meta", {}).get("generation", 0)) for m in mappings.values()), default=0)
 
     def switch_alias(self, segment_type: str, new_index: str) -> list[str]:
         """Moves the type's alias and the read alias to `new_index` in one atomic request."""

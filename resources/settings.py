@@ -36,9 +36,18 @@ class Settings(BaseSettings):
     spark_driver_memory: str = "2g"
     spark_shuffle_partitions: int = 8
 
-    ingest_chunk_size: int = 50_000
-    ingest_bulk_workers: int = 2
-    ingest_lock_seconds: int = 600
+    # Store ingestion (segmentation_assets/publish.py): defaults chosen by bench/bench_ingestion.py.
+    ingest_chunk_size: int = Field(default=50_000, ge=1, le=500_000)  # customer ids per chunk document
+    ingest_bulk_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024, le=90 * 1024 * 1024)  # per bulk request
+    ingest_bulk_workers: int = Field(default=2, ge=1, le=32)
+    ingest_max_retries: int = Field(default=5, ge=0)  # per bulk request, on 429, 5xx and lost connections
+    ingest_retry_backoff_seconds: float = Field(default=0.5, gt=0)  # first wait; doubles each retry, up to 30 s
+    # The share of chunk documents that may still fail after retries; their segments keep being
+    # served from the previous calculation and a warning check names them. 0: any failure fails.
+    ingest_error_tolerance: float = Field(default=0.0, ge=0, le=1)
+    ingest_lock_seconds: int = Field(default=600, ge=10)
+    index_retention: int = Field(default=3, ge=1)  # verified indices kept per segment type
+    index_replicas: str = Field(default="0-1", pattern=r"^(\d+-(\d+|all))$")  # auto_expand_replicas once loaded
 
     # Serving (the API): a time budget per Elasticsearch request, the circuit breakers, the Redis cache.
     api_search_budget_seconds: float = Field(default=0.25, gt=0, le=30)

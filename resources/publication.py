@@ -1,0 +1,125 @@
+"""Which index serves a segment type: the alias switch, its generation, retention and rollback.
+
+Every move of the aliases is one atomic `_aliases` request (`SegmentIndexWriter.switch_alias`),
+followed by a new generation: the Redis counter `<prefix>:generation`, which the API's cache keys
+on. The generation is also written into the served index's `_meta`, and the counter never goes
+below the highest generation recorded there, so a Redis that lost its data cannot hand out a
+generation again.
+
+Callers hold the type's `IngestionLock` around all of this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+
+import redis
+
+from resources.segment_index import SegmentIndex, SegmentIndexWriter
+
+# INCR, but never to a value at or below ARGV[1] (the highest generation Elasticsearch has seen).
+_NEXT_GENERATION = """
+local generation = redis.call('INCR', KEYS[1])
+local floor = tonumber(ARGV[1])
+if generation <= floor then
+  generation = floor + 1
+  redis.call('SET', KEYS[1], generation)
+end
+return generation
+"""
+
+
+class PublicationRefused(RuntimeError):
+    pass
+
+
+def generation_key(prefix: str) -> str:
+    """Redis counter bumped by every alias switch; the API's cache keys on it."""
+    return f"{prefix}:generation"
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    served: str  # what serves the type afterwards
+    previous: list[str]
+    generation: int | None  # None when the aliases did not move
+    kept_newer: bool = False  # the requested index is older than the served one, which stays
+    deleted: list[str] = field(default_factory=list)
+
+
+def next_generation(client: redis.Redis, prefix: str, floor: int) -> int:
+    return int(client.register_script(_NEXT_GENERATION)(keys=[generation_key(prefix)], args=[floor]))
+
+
+def _switch(writer: SegmentIndexWriter, client: redis.Redis, segment_type: str, index: str) -> tuple[list[str], int]:
+    floor = writer.highest_served_generation()
+    previous = writer.switch_alias(segment_type, index)
+    generation = next_generation(client, writer.prefix, floor)
+    writer.update_meta(index, generation=generation, published_at=datetime.now(timezone.utc).isoformat())
+    return previous, generation
+
+
+def _servable(writer: SegmentIndexWriter, segment_type: str, index: str) -> SegmentIndex:
+    found = writer.segment_index(index)
+    if found is None:
+        raise PublicationRefused(f"index {index} does not exist (deleted by retention, or its load failed)")
+    if found.meta.get("segment_type") != segment_type:
+        raise PublicationRefused(f"index {index} holds {found.meta.get('segment_type')!r}, not {segment_type!r}")
+    if not found.verified:
+        raise PublicationRefused(f"index {index} was never verified complete; it cannot be served")
+    return found
+
+
+def publish_index(
+    writer: SegmentIndexWriter, client: redis.Redis, segment_type: str, index: str, retention: int
+) -> AliasMove:
+    """Serves `index` unless a newer calculation is served already (a backfill must not un-publish
+    today's data); then applies retention."""
+    candidate = _servable(writer, segment_type, index)
+    indices = {i.name: i for i in writer.type_indices(segment_type)}
+    served = [indices[name] for name in writer.served_indices(segment_type) if name in indices]
+    newest_served = max(served, key=lambda i: i.publication_order, default=None)
+    if newest_served is not None and newest_served.name == index:
+        move = AliasMove(index, [index], None)
+    elif newest_served is not None and newest_served.publication_order > candidate.publication_order:
+        move = AliasMove(newest_served.name, [newest_served.name], None, kept_newer=True)
+    else:
+        previous, generation = _switch(writer, client, segment_type, index)
+        move = AliasMove(index, previous, generation)
+    return replace(move, deleted=apply_retention(writer, segment_type, retention))
+
+
+def roll_back(writer: SegmentIndexWriter, client: redis.Redis, segment_type: str, to: str | None = None) -> AliasMove:
+    """Serves the retained index calculated just before the served one, or the one named, even if older."""
+    served = writer.served_indices(segment_type)
+    if to is None:
+        verified = [i for i in writer.type_indices(segment_type) if i.verified]
+        position = next((n for n, i in enumerate(verified) if i.name in served), None)
+        if position is None or position == 0:
+            retained = ", ".join(i.name for i in verified) or "none"
+            raise PublicationRefused(
+                f"no retained {segment_type} index older than the served one ({', '.join(served) or 'none'}); "
+                f"retained: {retained}"
+            )
+        to = verified[position - 1].name
+    _servable(writer, segment_type, to)
+    if served == [to]:
+        return AliasMove(to, served, None)
+    previous, generation = _switch(writer, client, segment_type, to)
+    return AliasMove(to, previous, generation)
+
+
+def apply_retention(writer: SegmentIndexWriter, segment_type: str, keep: int) -> list[str]:
+    """Deletes every index of the type but the served ones and the `keep` newest verified ones.
+
+    Unverified indices (a failed load or check left them) go too: under the type's lock no load is
+    running, so none of them can still become servable.
+    """
+    served = set(writer.served_indices(segment_type))
+    verified = [i for i in writer.type_indices(segment_type) if i.verified]
+    kept = served | {i.name for i in verified[-keep:]}
+    doomed = [i.name for i in writer.type_indices(segment_type) if i.name not in kept]
+    for name in doomed:
+        writer.delete_index(name)
+    return doomed

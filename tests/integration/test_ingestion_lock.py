@@ -1,0 +1,129 @@
+"""Two ingestions of one type never run at once (SPEC 8): the Redis lock on the real Redis, and two
+real ingestions started together."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import dagster as dg
+import pytest
+import redis
+
+from resources.ingestion_lock import IngestionLock, IngestionLocked
+from resources.settings import Settings
+from segmentation_assets.rollback import roll_back_with_settings
+from tests.integration.es_proxy import FaultyElasticsearch
+from tests.integration.publishing import TYPE, failure_text, lock_holder, materialization, publish, served, type_index_names
+from tests.integration.results_folder import write_results
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def client(settings: Settings) -> redis.Redis:
+    return redis.Redis.from_url(settings.redis_url)
+
+
+@pytest.fixture
+def make_lock(client: redis.Redis) -> Callable[..., IngestionLock]:
+    prefix = f"test-lock-{uuid.uuid4().hex[:8]}"  # no test sees another's lock
+
+    def make(owner: str, seconds: int = 30) -> IngestionLock:
+        return IngestionLock(client, prefix, TYPE, seconds, owner)
+
+    return make
+
+
+def test_a_second_owner_is_refused_with_the_holder_named(client, make_lock) -> None:
+    first, second = make_lock("run-a"), make_lock("run-b")
+    with first.held():
+        with pytest.raises(IngestionLocked, match=r"another ingestion of segment type 'new_customers' is running .*held by run-a"):
+            second.acquire()
+    with second.held():  # the first released it on leaving
+        pass
+    assert client.get(first.name) is None
+
+
+def test_the_same_owner_adopts_a_handed_over_lock_and_releases_it(client, make_lock) -> None:
+    with make_lock("run-a").held() as held:
+        held.hand_over()
+    alias_step = make_lock("run-a")
+    assert client.get(alias_step.name) == b"run-a"
+    with pytest.raises(IngestionLocked):
+        make_lock("run-b").acquire()
+    with alias_step.held():
+        assert client.get(alias_step.name) == b"run-a"
+    assert client.get(alias_step.name) is None
+
+
+def test_a_failing_holder_releases_even_when_it_meant_to_hand_over(client, make_lock) -> None:
+    step = make_lock("run-a")
+    with pytest.raises(RuntimeError), step.held() as held:
+        held.hand_over()
+        raise RuntimeError("load failed")
+    assert client.get(step.name) is None
+
+
+def test_the_lock_is_renewed_while_held_and_expires_after_a_crash(client, make_lock) -> None:
+    holder = make_lock("run-a", seconds=1)
+    with holder.held():
+        time.sleep(2.5)  # more than twice the expiry
+        assert client.get(holder.name) == b"run-a"
+    make_lock("run-crashed", seconds=1).acquire()  # and never released nor renewed
+    time.sleep(1.3)
+    make_lock("run-next", seconds=1).acquire()
+
+
+def test_a_holder_that_lost_its_lock_fails(client, make_lock) -> None:
+    holder = make_lock("run-a", seconds=1)
+    with pytest.raises(IngestionLocked, match="lost the ingestion lock"), holder.held():
+        client.delete(holder.name)  # Redis lost it: another ingestion could start now
+        time.sleep(0.8)  # the next renewal finds out
+
+
+@pytest.fixture
+def namespace(make_namespace: Callable[[], Settings]) -> Settings:
+    return make_namespace().model_copy(update={"ingest_chunk_size": 5, "ingest_bulk_bytes": 1000})
+
+
+@pytest.fixture
+def proxy(namespace: Settings) -> Iterator[FaultyElasticsearch]:
+    faulty = FaultyElasticsearch(namespace.elasticsearch_url)
+    yield faulty
+    faulty.close()
+
+
+def test_two_ingestions_of_one_type_at_once_one_runs_one_refuses(namespace, proxy) -> None:
+    write_results(namespace.lake_uri, TYPE, "2026-11-20", {"a": [f"c{n:04d}" for n in range(50)]})
+    write_results(namespace.lake_uri, TYPE, "2026-11-21", {"a": [f"c{n:04d}" for n in range(60)]})
+    proxy.open.clear()  # the first ingestion's bulk requests wait here, mid-load, lock held
+    outcome: dict[str, dg.ExecuteInProcessResult] = {}
+
+    def first() -> None:
+        with dg.instance_for_test() as instance:
+            outcome["first"] = publish(namespace.model_copy(update={"elasticsearch_url": proxy.url}), "2026-11-20", instance)
+
+    runner = threading.Thread(target=first)
+    runner.start()
+    assert proxy.bulk_waiting.wait(60), "the first ingestion never started loading"
+    holder = lock_holder(namespace)
+    indices_while_loading = type_index_names(namespace)
+
+    with dg.instance_for_test() as instance:
+        second = publish(namespace, "2026-11-21", instance)
+    with pytest.raises(IngestionLocked):
+        roll_back_with_settings(namespace, TYPE, None)  # a rollback waits its turn too
+
+    assert not second.success
+    message = failure_text(second)
+    assert "another ingestion of segment type 'new_customers' is running" in message
+    assert holder is not None and holder.decode() in message
+    assert type_index_names(namespace) == indices_while_loading  # the refused one built nothing
+    proxy.open.set()
+    runner.join(120)
+    assert outcome["first"].success, failure_text(outcome["first"])
+    assert served(namespace) == [materialization(outcome["first"], "index")["index"]]
+    assert lock_holder(namespace) is None

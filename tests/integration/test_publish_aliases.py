@@ -1,0 +1,183 @@
+"""The alias side of publishing on the real Elasticsearch and Redis: a backfill never un-publishes a
+newer calculation, retention keeps exactly the last K, rollback and roll-forward (command line and
+Dagster job), and an alias step run on its own."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import dagster as dg
+import pytest
+import redis
+from elasticsearch import Elasticsearch
+from typer.testing import CliRunner
+
+from cli.main import app
+from definitions import build_definitions, build_resources
+from resources.publication import generation_key
+from resources.settings import Settings, get_settings
+from segmentation_assets.partitions import segment_partitions
+from segmentation_assets.publish import build_alias_asset, build_index_asset
+from segmentation_assets.rollback import ROLLBACK_JOB
+from segmentation_assets.segment_types import SEGMENT_TYPES
+from tests.integration.publishing import (
+    TYPE,
+    failure_text,
+    lock_holder,
+    lookup,
+    materialization,
+    publish,
+    served,
+    type_index_names,
+    writer,
+)
+from tests.integration.results_folder import write_results
+
+pytestmark = pytest.mark.integration
+
+CUSTOMERS = ["c1", "c2", "c3"]
+
+
+@pytest.fixture
+def namespace(make_namespace: Callable[[], Settings]) -> Settings:
+    return make_namespace()
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+def segments_of(day: int) -> dict[str, list[str]]:
+    """The calculation of 2026-11-<day>: its answers differ from every other day's."""
+    return {f"seg{day}": CUSTOMERS[: 1 + day % 3], "always": CUSTOMERS}
+
+
+def calculation(settings: Settings, day: int) -> None:
+    write_results(settings.lake_uri, TYPE, f"2026-11-{day:02d}", segments_of(day))
+
+
+def publish_days(settings: Settings, instance: dg.DagsterInstance, days: list[int]) -> dict[int, dg.ExecuteInProcessResult]:
+    results = {}
+    for day in days:
+        calculation(settings, day)
+        results[day] = publish(settings, f"2026-11-{day:02d}", instance)
+        assert results[day].success, failure_text(results[day])
+    return results
+
+
+def generation(settings: Settings) -> int:
+    return int(redis.Redis.from_url(settings.redis_url).get(generation_key(settings.index_prefix)) or 0)
+
+
+def test_retention_keeps_the_last_k_and_a_backfill_keeps_the_newer_calculation_served(namespace, instance) -> None:
+    results = publish_days(namespace, instance, [2, 3, 4, 5])
+    index = {day: materialization(result, "index")["index"] for day, result in results.items()}
+
+    assert type_index_names(namespace) == {index[3], index[4], index[5]}
+    assert materialization(results[5], "alias")["deleted_indices"] == [index[2]]
+    assert [materialization(results[d], "alias")["generation"] for d in (2, 3, 4, 5)] == [1, 2, 3, 4]
+    served_generation = generation(namespace)
+
+    calculation(namespace, 1)
+    backfill = publish(namespace, "2026-11-01", instance)
+
+    assert backfill.success, failure_text(backfill)
+    published = materialization(backfill, "alias")
+    assert published["kept_newer"] is True and published["switched"] is False
+    assert published["index"] == index[5] and published["requested_index"] == materialization(backfill, "index")["index"]
+    assert served(namespace) == [index[5]] and generation(namespace) == served_generation
+    assert published["deleted_indices"] == [published["requested_index"]]  # older than the last three
+    assert type_index_names(namespace) == {index[3], index[4], index[5]}
+
+
+@pytest.fixture
+def cli(namespace: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., object]]:
+    for name, value in {
+        "ELASTICSEARCH_URL": namespace.elasticsearch_url,
+        "REDIS_URL": namespace.redis_url,
+        "INDEX_PREFIX": namespace.index_prefix,
+    }.items():
+        monkeypatch.setenv(f"SEGMENTATION_{name}", value)
+    get_settings.cache_clear()
+    yield lambda *args: CliRunner().invoke(app, list(args))
+    get_settings.cache_clear()
+
+
+def test_rollback_and_roll_forward(namespace, instance, cli) -> None:
+    results = publish_days(namespace, instance, [3, 4, 5])
+    index = {day: materialization(result, "index")["index"] for day, result in results.items()}
+    es = Elasticsearch(namespace.elasticsearch_url)
+    before = generation(namespace)
+
+    first = cli("rollback", "--segment-type", TYPE)
+
+    assert first.exit_code == 0, first.output
+    assert f"served from {index[4]} (was {index[5]}), generation {before + 1}" in first.output
+    assert served(namespace) == [index[4]]
+    answered = {(customer, segment) for customer, segment, _ in lookup(es, namespace, CUSTOMERS)}
+    assert answered == {(c, s) for s, members in segments_of(4).items() for c in members}
+
+    assert cli("rollback", "--segment-type", TYPE).exit_code == 0
+    assert served(namespace) == [index[3]]
+    last = cli("rollback", "--segment-type", TYPE)
+    assert last.exit_code == 1 and f"no retained {TYPE} index older than the served one ({index[3]})" in last.output
+    missing = cli("rollback", "--segment-type", TYPE, "--to", f"{namespace.index_prefix}-{TYPE}-nope")
+    assert missing.exit_code == 1 and "does not exist" in missing.output
+
+    # Roll forward through the Dagster job, as an operator would from the UI.
+    job = build_definitions(namespace).resolve_job_def(ROLLBACK_JOB)
+    forward = job.execute_in_process(
+        run_config={"ops": {"roll_back_alias": {"config": {"segment_type": TYPE, "to_index": index[5]}}}}
+    )
+    assert forward.success
+    assert served(namespace) == [index[5]] and generation(namespace) == before + 3
+    assert writer(namespace).segment_index(index[5]).meta["generation"] == before + 3
+
+    # Retention never deletes the served index, even one older than the last K.
+    assert cli("rollback", "--segment-type", TYPE, "--to", index[3]).exit_code == 0
+    calculation(namespace, 1)
+    backfill = publish(namespace.model_copy(update={"index_retention": 1}), "2026-11-01", instance)
+    assert backfill.success, failure_text(backfill)
+    assert materialization(backfill, "alias")["kept_newer"] is True
+    assert type_index_names(namespace) == {index[3], index[5]}  # the served one and the newest one
+
+
+def test_an_alias_step_on_its_own_publishes_only_a_verified_index(namespace, instance) -> None:
+    calculation(namespace, 7)
+    built = publish(namespace, "2026-11-07", instance, steps=("index",))
+    assert built.success, failure_text(built)
+    new_index = materialization(built, "index")["index"]
+    assert lock_holder(namespace) is None  # no alias step followed in that run: nothing handed over
+    assert served(namespace) == []
+
+    writer(namespace).update_meta(new_index, verified=False)
+    refused = publish(namespace, "2026-11-07", instance, steps=("alias",))
+    assert not refused.success and "was never verified complete" in failure_text(refused)
+    assert served(namespace) == []
+
+    writer(namespace).update_meta(new_index, verified=True)
+    switched = publish(namespace, "2026-11-07", instance, steps=("alias",))
+    assert switched.success, failure_text(switched)
+    assert served(namespace) == [new_index] and lock_holder(namespace) is None
+
+
+@pytest.mark.parametrize("selection", [("index",), ("index", "alias")])
+def test_a_scheduled_job_leaves_no_lock_behind(namespace, instance, selection) -> None:
+    """Asset jobs as the schedules define them (not `materialize`): the index step hands the lock
+    over only when the job's alias step follows; either way nothing is left locked."""
+    calculation(namespace, 8)
+    partitions = segment_partitions(namespace.partition_granularity, namespace.partitions_start_date)
+    builders = {"index": build_index_asset, "alias": build_alias_asset}
+    job = dg.Definitions(
+        assets=[builders[step](SEGMENT_TYPES[TYPE], partitions) for step in selection],
+        jobs=[dg.define_asset_job("publish_only", selection=[dg.AssetKey([TYPE, step]) for step in selection])],
+        resources=build_resources(namespace),
+    ).resolve_job_def("publish_only")
+
+    result = job.execute_in_process(partition_key="2026-11-08", instance=instance)
+
+    assert result.success
+    assert lock_holder(namespace) is None
+    assert (served(namespace) != []) == ("alias" in selection)

@@ -1,0 +1,72 @@
+"""The real pipeline, as `segmentation run` drives it: Spark calculation, index, alias, through
+Dagster on the PostgreSQL-backed instance; then what an operator sees of it, and that the
+automation sensor does not publish the same calculation twice."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import redis
+
+from cli.runs import materialize_partition
+from definitions import build_definitions
+from resources.config_store.database import session_factory
+from resources.config_store.segments import SegmentRepository
+from resources.dagster_instance import dagster_instance
+from resources.lake import Lake
+from resources.publication import generation_key
+from resources.segment_results import read_manifest
+from resources.settings import Settings
+from segmentation_assets.publish import alias_key, index_key
+from tests.integration.publishing import TYPE, lock_holder, served, writer
+from tests.lake_builder import write_lake
+
+pytestmark = pytest.mark.integration
+
+PARTITION = "2026-11-25"
+T = datetime(2026, 11, 26, tzinfo=timezone.utc)
+DAY = timedelta(days=1)
+
+
+def latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict:
+    [record] = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, asset_partitions=[PARTITION]), limit=1).records
+    return {k: v.value for k, v in record.asset_materialization.metadata.items()}
+
+
+def test_segmentation_run_publishes_a_verified_index_and_the_sensor_does_not_repeat_it(settings: Settings) -> None:
+    write_lake(
+        Path(settings.lake_uri),
+        customers=[(f"c{n}", T - n * DAY, "ES", "Madrid") for n in range(1, 40)],
+        stores=[("s1", "Farmacia Sol", "pharmacy", "Madrid", "ES")],
+        orders=[("o1", "c2", "s1", T - DAY, 10.0, "delivered")],
+    )
+    segments = SegmentRepository(session_factory(settings.database_url))
+    for name, params in [("a month, no order", {"max_days_since_signup": 30}), ("nobody", {"max_days_since_signup": 1, "country": "FR"})]:
+        segments.create(
+            name=name, segment_type=TYPE, params=params, targeting={}, labels={}, description=None, status="active", actor="test"
+        )
+
+    instance = dagster_instance(settings)
+    defs, now = build_definitions(settings), T + 3 * timedelta(hours=1)
+    before = dg.evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=now)
+
+    outcome = materialize_partition(settings, PARTITION, [TYPE])
+
+    assert outcome.success, "\n".join(outcome.summary_lines)
+    built, published = latest_metadata(instance, index_key(TYPE)), latest_metadata(instance, alias_key(TYPE))
+    manifest = read_manifest(Lake(settings.lake_uri), Lake(settings.lake_uri).results_dir(TYPE, PARTITION))
+    assert built["memberships"] == sum(s["member_count"] for s in manifest["segments"]) == 29  # c1..c30 but c2
+    assert built["segments"] == 2 and built["bytes"] > 0 and built["previous_index"] == "none"
+    assert served(settings) == [built["index"]] == [published["index"]]
+    assert published["generation"] == int(redis.Redis.from_url(settings.redis_url).get(generation_key(settings.index_prefix)))
+    counts = writer(settings).segment_counts(built["index"])
+    assert sorted(c.members for c in counts.values()) == [0, 29]
+    assert lock_holder(settings) is None
+
+    # The run published its own calculation: the sensor's next tick has nothing left to request.
+    evaluation = dg.evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=now, cursor=before.cursor)
+    assert not evaluation.get_requested_partitions(index_key(TYPE))
+    assert not evaluation.get_requested_partitions(alias_key(TYPE))
