@@ -161,6 +161,26 @@ def run(
         raise typer.Exit(1)
 
 
+@app.command("rollback")
+def rollback(
+    segment_type: Annotated[str, typer.Option(help="The segment type whose aliases move.")],
+    to: Annotated[Optional[str], typer.Option(help="A retained index to serve; default: the previous one.")] = None,
+) -> None:
+    """Point the type's alias back at the previous (or the named) retained index."""
+    from resources.ingestion_lock import IngestionLocked
+    from resources.publication import PublicationRefused
+    from segmentation_assets.rollback import roll_back_with_settings
+
+    try:
+        move = roll_back_with_settings(get_settings(), segment_type, to)
+    except (IngestionLocked, PublicationRefused, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    was = ", ".join(move.previous) or "nothing"
+    generation = f", generation {move.generation}" if move.generation is not None else " (already served)"
+    typer.echo(f"{segment_type} served from {move.served} (was {was}){generation}")
+
+
 @app.command("api")
 def api(
     host: str = "127.0.0.1",
