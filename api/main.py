@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         guard = SearchGuard(
             breakers, budget_seconds=settings.api_search_budget_seconds, open_seconds=settings.api_breaker_open_seconds
         )
-        reader = SegmentReader(es, settings.index_prefix, guard)
+        reader = SegmentReader(es, settings.index_prefix, guard, catalog_budget_seconds=settings.api_export_budget_seconds)
         cache = LookupCache(
             redis,
             settings.index_prefix,

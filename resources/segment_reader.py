@@ -1,8 +1,18 @@
 """Reads through the read alias (or, for exports, one concrete index): every query in filter
-context, only the fields it needs, no hit counting, each inside the `SearchGuard`'s budget."""
+context, only the fields it needs, no hit counting, each inside the `SearchGuard`'s budget.
+
+A chunk document's stored fields hold up to 50,000 customer ids, and Lucene decompresses a
+document's stored fields together: reading even a small `_source` of a hit costs as much as
+reading its ids (~50x slower lookups, measured). So lookups read no stored field at all
+(`stored_fields: _none_`, the segment id from doc values), and take each segment's attributes
+from the catalog of the index that served the hit: its chunk-0 documents' `_source`, read once per
+index and process. An index never changes once served, so a catalog is never stale.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections import OrderedDict
 from typing import Any
 
 from elasticsearch import AsyncElasticsearch, NotFoundError
@@ -10,29 +20,74 @@ from elasticsearch import AsyncElasticsearch, NotFoundError
 from resources.index_names import read_alias
 from resources.search_guard import SearchGuard
 
-# What a lookup answer shows of a segment (SPEC 7); nothing else is fetched.
+# What a lookup answer shows of a segment (SPEC 7).
 SEGMENT_FIELDS = ["segment_id", "name", "segment_type", "store_id", "category", "city", "country", "labels", "calculated_at"]
-SUMMARY_FIELDS = ["segment_id", "calculated_at", "member_count", "chunks"]
+CATALOG_FIELDS = [*SEGMENT_FIELDS, "member_count", "chunks"]
 # Elasticsearch's default `index.max_result_window`: one page of hits at most.
 MAX_HITS = 10_000
 CUSTOMERS_PER_BUDGET = 250
+CATALOGS_KEPT = 32  # indices: a few generations of every segment type
+NO_STORED_FIELDS = ["_none_"]
 
 
 class IndexGone(LookupError):
     """The concrete index an export cursor points at no longer exists."""
 
 
-def _segment(source: dict[str, Any]) -> dict[str, Any]:
+def _catalog_entry(source: dict[str, Any]) -> dict[str, Any]:
     segment = {field: source.get(field) for field in SEGMENT_FIELDS}
     segment["labels"] = segment["labels"] or {}
-    return segment
+    return {"segment": segment, "member_count": source.get("member_count"), "chunks": source.get("chunks")}
 
 
 class SegmentReader:
-    def __init__(self, client: AsyncElasticsearch, prefix: str, guard: SearchGuard) -> None:
+    def __init__(self, client: AsyncElasticsearch, prefix: str, guard: SearchGuard, *, catalog_budget_seconds: float) -> None:
         self._es = client
         self._alias = read_alias(prefix)
         self._guard = guard
+        self._catalog_budget = catalog_budget_seconds
+        self._catalogs: OrderedDict[str, dict[str, dict[str, Any]]] = OrderedDict()
+        self._loading: dict[str, asyncio.Future[dict[str, dict[str, Any]]]] = {}
+
+    async def catalog(self, index: str) -> dict[str, dict[str, Any]]:
+        """segment_id -> {"segment", "member_count", "chunks"} of one index; loaded once per process."""
+        cached = self._catalogs.get(index)
+        if cached is not None:
+            return cached
+        pending = self._loading.get(index)
+        if pending is None:  # one load per index, however many requests wait for it
+            pending = self._loading[index] = asyncio.ensure_future(self._load_catalog(index))
+            pending.add_done_callback(lambda _: self._loading.pop(index, None))
+        return await asyncio.shield(pending)
+
+    async def _load_catalog(self, index: str) -> dict[str, dict[str, Any]]:
+        catalog: dict[str, dict[str, Any]] = {}
+        after: list[Any] | None = None
+        client = self._es.options(request_timeout=self._catalog_budget)
+        while True:
+            page = await self._guard.run(
+                "segment_catalog",
+                lambda: client.search(
+                    index=index,
+                    query={"bool": {"filter": [{"term": {"chunk": 0}}]}},
+                    source=CATALOG_FIELDS,
+                    size=MAX_HITS,
+                    sort=["segment_id"],
+                    search_after=after,
+                    track_total_hits=False,
+                ),
+                budget_seconds=self._catalog_budget,
+            )
+            hits = page["hits"]["hits"]
+            for hit in hits:
+                catalog[hit["_source"]["segment_id"]] = _catalog_entry(hit["_source"])
+            if len(hits) < MAX_HITS:
+                break
+            after = hits[-1]["sort"]
+        self._catalogs[index] = catalog
+        if len(self._catalogs) > CATALOGS_KEPT:
+            self._catalogs.popitem(last=False)
+        return catalog
 
     async def segments_of(self, customer_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
         """customer_id -> every segment the customer is in, sorted by segment_id, for each id given.
@@ -41,11 +96,17 @@ class SegmentReader:
         customers it holds (`matched_queries`); `customer_ids` itself is never read back.
         A customer is in at most one chunk document of a segment, so hits are segments.
         """
-        found: dict[str, dict[str, dict[str, Any]]] = {c: {} for c in customer_ids}
-        await self._collect(list(found), found)
-        return {c: [segments[s] for s in sorted(segments)] for c, segments in found.items()}
+        held: dict[str, set[tuple[str, str]]] = {c: set() for c in customer_ids}
+        await self._collect(list(held), held)
+        indices = sorted({index for pairs in held.values() for index, _ in pairs})
+        catalogs = dict(zip(indices, await asyncio.gather(*(self.catalog(i) for i in indices))))
+        found: dict[str, list[dict[str, Any]]] = {}
+        for customer_id, pairs in held.items():
+            segments = [catalogs[i][s]["segment"] for i, s in pairs if s in catalogs[i]]
+            found[customer_id] = sorted(segments, key=lambda segment: segment["segment_id"])
+        return found
 
-    async def _collect(self, customer_ids: list[str], found: dict[str, dict[str, dict[str, Any]]]) -> None:
+    async def _collect(self, customer_ids: list[str], held: dict[str, set[tuple[str, str]]]) -> None:
         if len(customer_ids) == 1:
             query: dict[str, Any] = {"bool": {"filter": [{"term": {"customer_ids": customer_ids[0]}}]}}
         else:
@@ -59,7 +120,8 @@ class SegmentReader:
             lambda: client.search(
                 index=self._alias,
                 query=query,
-                source=SEGMENT_FIELDS,
+                stored_fields=NO_STORED_FIELDS,
+                docvalue_fields=["segment_id"],
                 size=MAX_HITS,
                 track_total_hits=False,
                 ignore_unavailable=True,
@@ -71,14 +133,14 @@ class SegmentReader:
         if len(hits) >= MAX_HITS and len(customer_ids) > 1:
             # More segments than one page holds: ask again in halves.
             middle = len(customer_ids) // 2
-            await self._collect(customer_ids[:middle], found)
-            await self._collect(customer_ids[middle:], found)
+            await self._collect(customer_ids[:middle], held)
+            await self._collect(customer_ids[middle:], held)
             return
         for hit in hits:
-            segment = _segment(hit["_source"])
+            pair = (hit["_index"], hit["fields"]["segment_id"][0])
             holders = [customer_ids[int(i)] for i in hit.get("matched_queries", ())] if len(customer_ids) > 1 else customer_ids
             for customer_id in holders:
-                found[customer_id][segment["segment_id"]] = segment
+                held[customer_id].add(pair)
 
     async def segment_summary(self, segment_id: str) -> dict[str, Any] | None:
         """The served calculation of a segment: member_count, calculated_at, chunks and the concrete index."""
@@ -87,7 +149,7 @@ class SegmentReader:
             lambda: self._es.search(
                 index=self._alias,
                 query={"bool": {"filter": [{"term": {"segment_id": segment_id}}]}},
-                source=SUMMARY_FIELDS,
+                stored_fields=NO_STORED_FIELDS,
                 size=1,
                 track_total_hits=False,
                 ignore_unavailable=True,
@@ -97,7 +159,17 @@ class SegmentReader:
         hits = response["hits"]["hits"]
         if not hits:
             return None
-        return {**{f: hits[0]["_source"].get(f) for f in SUMMARY_FIELDS}, "index": hits[0]["_index"]}
+        index = hits[0]["_index"]
+        entry = (await self.catalog(index)).get(segment_id)
+        if entry is None:
+            return None
+        return {
+            "segment_id": segment_id,
+            "calculated_at": entry["segment"]["calculated_at"],
+            "member_count": entry["member_count"],
+            "chunks": entry["chunks"],
+            "index": index,
+        }
 
     async def chunk_members(self, index: str, segment_id: str, chunk: int, budget_seconds: float) -> tuple[list[str], int] | None:
         """(sorted customer ids, number of chunks) of one chunk document, read from its stored field."""
