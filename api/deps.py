@@ -80,15 +80,11 @@ async def _caller(
     return key
 
 
-async def _reader_key(key: Annotated[ApiKey, Depends(_caller)]) -> ApiKey:
-    return key
-
-
 async def _admin_key(key: Annotated[ApiKey, Depends(_caller)]) -> ApiKey:
     if key.scope != "admin":
         raise Forbidden(f"this call needs an admin key; key {key.name!r} has scope {key.scope!r}")
     return key
 
 
-ReadKey = Annotated[ApiKey, Depends(_reader_key)]
+ReadKey = Annotated[ApiKey, Depends(_caller)]  # any valid key may read
 AdminKey = Annotated[ApiKey, Depends(_admin_key)]

@@ -125,11 +125,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_middleware(RequestMetrics)
     app.add_middleware(RequestContext)  # outermost: its request id is bound for everything inside
+    # Routes are matched in order: the lookups, the hottest, before the config management ones.
     app.include_router(health.router)
     app.include_router(metrics.router)
-    app.include_router(segments.router, prefix="/v1")
     app.include_router(lookups.router, prefix="/v1")
     app.include_router(members.router, prefix="/v1")
+    app.include_router(segments.router, prefix="/v1")
     return app
 
 

@@ -352,9 +352,12 @@ def main() -> int:
         for case in LUA_CASES:  # a short warm-up of every path, not measured
             measure(case, 8, 0, 1)
 
+        # The peak of a case that asks Elasticsearch is taken with fewer connections: 32 at once
+        # queue past the time budget, and the breaker then sheds load (quick 503s, not lookups).
+        peak_connections = {"miss": max(1, args.connections // 4), "batch100": max(1, args.connections // 8)}
         results: dict[str, tuple[Measure, Measure]] = {}
         for case in LUA_CASES:
-            peak = measure(case, args.connections, 0, seconds)
+            peak = measure(case, peak_connections.get(case, args.connections), 0, seconds)
             # Half the peak rate: each connection waits `delay` ms after an answer before its next
             # request. A short trial run calibrates the wait, since the answer's own time counts too.
             target = peak.requests_per_second / 2
@@ -375,12 +378,13 @@ def main() -> int:
               f"{args.workers} API workers; wrk -t{args.threads}; {seconds}s per run; {os.cpu_count()} CPUs shared with wrk, "
               "Elasticsearch, Redis and PostgreSQL")
         print()
-        print("| case | peak 2xx req/s (c=%d) | req/s at half peak | p50 ms | p75 ms | p99 ms | non-2xx peak / half |" % args.connections)
+        print("| case | peak 2xx req/s (connections) | req/s at half peak | p50 ms | p75 ms | p99 ms | non-2xx peak / half |")
         print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
         labels = {"bare": "(a) bare /healthz", "hit": "(b) lookup, cache hit", "hit_redis": "(b') lookup, Redis hit",
                   "miss": "(c) lookup, cache miss", "batch100": "(d) batch of 100, uncached"}
         for case, (peak, half) in results.items():
-            print(f"| {labels[case]} | {peak.requests_per_second:.0f} | {half.requests_per_second:.0f} | {half.p50_ms:.2f} | "
+            print(f"| {labels[case]} | {peak.requests_per_second:.0f} ({peak_connections.get(case, args.connections)}) | "
+                  f"{half.requests_per_second:.0f} | {half.p50_ms:.2f} | "
                   f"{half.p75_ms:.2f} | {half.p99_ms:.2f} | {peak.non2xx + peak.errors} / {half.non2xx + half.errors} |")
         ratio = results["hit"][0].requests_per_second / results["bare"][0].requests_per_second
         print()
