@@ -7,8 +7,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+# The config store cannot be reached: connection refused or timed out, lost, or no pool connection free in time.
+DATABASE_UNREACHABLE = (OperationalError, InterfaceError, PoolTimeout)
 
 # FastAPI answers 400 with this when the body is not even text it can decode (bad UTF-8, nesting too deep).
 _FASTAPI_BODY_PARSE_FAILURE = "There was an error parsing the body"
@@ -126,7 +130,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return _render(invalid_input(validation_details(list(error.errors()))))
 
     @app.exception_handler(OperationalError)
-    async def _database_unreachable(_: Request, __: OperationalError) -> JSONResponse:
+    @app.exception_handler(InterfaceError)
+    @app.exception_handler(PoolTimeout)
+    async def _database_unreachable(_: Request, __: Exception) -> JSONResponse:
         return _render(ServiceUnavailable("the config store (PostgreSQL) is unavailable; try again"))
 
     @app.exception_handler(StarletteHTTPException)

@@ -20,9 +20,22 @@ def normalized_url(database_url: str) -> str:
     return database_url
 
 
+# A PostgreSQL that accepts connections and never answers must cost a bounded wait (then 503), not
+# a hang: libpq's connect timeout, and the pool's wait for a free connection.
+CONNECT_TIMEOUT_SECONDS = 3
+POOL_TIMEOUT_SECONDS = 5
+
+
 @lru_cache(maxsize=8)
 def engine_for(database_url: str) -> Engine:
-    return create_engine(normalized_url(database_url), pool_pre_ping=True, pool_size=5, max_overflow=10)
+    return create_engine(
+        normalized_url(database_url),
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=10,
+        pool_timeout=POOL_TIMEOUT_SECONDS,
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+    )
 
 
 def session_factory(database_url: str) -> sessionmaker[Session]:
