@@ -337,6 +337,12 @@ def main() -> int:
         stride = customers // args.threads
         offsets = np.random.default_rng(2)
 
+        def cache_errors() -> float:
+            """Redis operations that failed or were skipped (breaker open), every worker added up."""
+            with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+                lines = response.read().decode().splitlines()
+            return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("segmentation_cache_errors_total{"))
+
         def measure(case: str, connections: int, delay_ms: int, run_seconds: int) -> Measure:
             nonlocal warmed
             if case in ("miss", "batch100"):
@@ -346,8 +352,13 @@ def main() -> int:
                 warm(WARM_CUSTOMERS)
             if case == "hit_redis":
                 warm(10 * WARM_CUSTOMERS)
-            return run_wrk(url, case, key=key, connections=connections, threads=args.threads, seconds=run_seconds,
-                           delay_ms=delay_ms, base=int(offsets.integers(0, customers)), stride=stride, customers=customers, workdir=workdir)
+            errors_before = cache_errors()
+            result = run_wrk(url, case, key=key, connections=connections, threads=args.threads, seconds=run_seconds,
+                             delay_ms=delay_ms, base=int(offsets.integers(0, customers)), stride=stride, customers=customers,
+                             workdir=workdir)
+            if (errors := cache_errors() - errors_before) > 0:
+                print(f"    {case}: {errors:.0f} Redis operations failed or skipped (breaker open)", flush=True)
+            return result
 
         for case in LUA_CASES:  # a short warm-up of every path, not measured
             measure(case, 8, 0, 1)

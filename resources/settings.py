@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     api_export_budget_seconds: float = Field(default=2.0, gt=0, le=60)
     api_breaker_failures: int = Field(default=5, ge=1)
     api_breaker_open_seconds: float = Field(default=5.0, gt=0)
-    api_redis_timeout_seconds: float = Field(default=0.1, gt=0, le=5)
+    api_redis_timeout_seconds: float = Field(default=0.25, gt=0, le=5)
     lookup_cache_ttl_seconds: int = Field(default=3600, ge=1)
     lookup_generation_refresh_seconds: float = Field(default=1.0, ge=0, le=60)
     lookup_near_cache_entries: int = Field(default=10_000, ge=0)  # per API process; 0 turns it off

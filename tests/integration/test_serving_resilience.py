@@ -123,7 +123,7 @@ def test_with_redis_unreachable_lookups_stay_correct_and_the_errors_are_counted(
             status, body, elapsed, _ = lookup(client, headers, customer_id)
             assert status == 200, body
             assert [s["segment_id"] for s in body["segments"]] == segment_ids_of(customer_id)
-            assert elapsed < 2  # Redis timeouts (0.1 s) at most, until its breaker opens
+            assert elapsed < 2  # Redis timeouts (0.25 s) at most, until its breaker opens
     batch = client.post("/v1/customers/segments:batch", json={"customer_ids": ["c010", "c045"]}, headers=headers)
     assert {c: [s["segment_id"] for s in v] for c, v in batch.json()["results"].items()} == {
         "c010": segment_ids_of("c010"), "c045": segment_ids_of("c045")
