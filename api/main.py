@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from api.body_limit import CONFIG_BODY_MAX_BYTES, DEFAULT_BODY_MAX_BYTES, RequestBodyLimit
 from api.deps import ApiKeyCache, AppState
+from api.error_responses import ADMIN_ERRORS, LOOKUP_ERRORS
 from api.errors import ServiceUnavailable, error_body, install_error_handlers
 from api.request_context import RequestContext
 from api.request_metrics import RequestMetrics
@@ -128,9 +129,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Routes are matched in order: the lookups, the hottest, before the config management ones.
     app.include_router(health.router)
     app.include_router(metrics.router)
-    app.include_router(lookups.router, prefix="/v1")
-    app.include_router(members.router, prefix="/v1")
-    app.include_router(segments.router, prefix="/v1")
+    app.include_router(lookups.router, prefix="/v1", responses=LOOKUP_ERRORS)
+    app.include_router(members.router, prefix="/v1", responses=LOOKUP_ERRORS)
+    app.include_router(segments.router, prefix="/v1", responses=ADMIN_ERRORS)
     return app
 
 

@@ -126,5 +126,5 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(level)
     # Chatty at INFO and never about the platform itself.
-    for noisy in ("elastic_transport.transport", "httpx", "py4j"):
+    for noisy in ("elastic_transport.transport", "httpx", "py4j", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -44,7 +45,9 @@ class ExportCursor:
             raise InvalidCursor("not a cursor this API gave out") from error
         if version != 1 or not all(isinstance(v, int) and v >= 0 for v in (chunk, offset)):
             raise InvalidCursor("not a cursor this API gave out")
-        if not isinstance(index, str) or not index.startswith(f"{index_prefix}-"):
+        # One concrete index of ours, by name: no pattern (`*`), list (`,`) nor remote cluster (`:`)
+        # that would let a forged cursor read another deployment's indices.
+        if not isinstance(index, str) or not re.fullmatch(rf"{re.escape(index_prefix)}-[a-z0-9_-]{{1,200}}", index):
             raise InvalidCursor("not a cursor this API gave out")
         if cursor_segment != segment_id:
             raise InvalidCursor(f"the cursor belongs to segment {cursor_segment!r}, not {segment_id!r}")
