@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 from resources.config_store.api_keys import ApiKeyRepository  # noqa: E402
 from resources.config_store.database import session_factory, upgrade_schema  # noqa: E402
 from resources.index_names import index_name  # noqa: E402
-from resources.lookup_cache import generation_key  # noqa: E402
+from resources.publication import generation_key  # noqa: E402
 from resources.segment_index import SegmentIndexWriter, chunk_documents  # noqa: E402
 from resources.settings import Settings  # noqa: E402
 

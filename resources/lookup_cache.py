@@ -1,6 +1,6 @@
 """Cache-aside for lookups in Redis, keyed by the alias generation, so a switch needs no invalidation.
 
-Every alias switch INCRs `<prefix>:generation` (segmentation_assets/publish.py). Entries live under
+Every alias switch INCRs `<prefix>:generation` (resources/publication.py). Entries live under
 `<prefix>:lookup:<generation>:<kind>:<id>`; after a switch nobody reads the old ones again and
 their TTL removes them. Redis's `maxmemory` with an LRU policy bounds the whole cache.
 
@@ -31,6 +31,7 @@ from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
 from redis.exceptions import RedisError
 
+from resources.publication import generation_key
 from resources.serving_metrics import CACHE_ERRORS, CACHE_LOOKUPS
 
 T = TypeVar("T")
@@ -46,11 +47,6 @@ if current < floor then
 end
 return current
 """
-
-
-def generation_key(prefix: str) -> str:
-    """The counter every alias switch INCRs (segmentation_assets/publish.py writes it)."""
-    return f"{prefix}:generation"
 
 
 class GenerationFile:

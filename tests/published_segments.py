@@ -11,7 +11,7 @@ import redis
 from elasticsearch import Elasticsearch, helpers
 
 from resources.index_names import index_name
-from resources.lookup_cache import generation_key
+from resources.publication import generation_key
 from resources.segment_index import SegmentIndexWriter, chunk_documents
 from resources.settings import Settings
 
