@@ -171,6 +171,22 @@ class SegmentReader:
             "index": index,
         }
 
+    async def holds(self, index: str, segment_id: str, customer_id: str) -> bool:
+        """Whether this one index (one calculation) has the customer in the segment."""
+        response = await self._guard.run(
+            "membership",
+            lambda: self._es.search(
+                index=index,
+                query={"bool": {"filter": [{"term": {"segment_id": segment_id}}, {"term": {"customer_ids": customer_id}}]}},
+                stored_fields=NO_STORED_FIELDS,
+                size=0,
+                terminate_after=1,
+                track_total_hits=True,
+                ignore_unavailable=True,
+            ),
+        )
+        return int(response["hits"]["total"]["value"]) > 0
+
     async def chunk_members(self, index: str, segment_id: str, chunk: int, budget_seconds: float) -> tuple[list[str], int] | None:
         """(sorted customer ids, number of chunks) of one chunk document, read from its stored field."""
         try:
