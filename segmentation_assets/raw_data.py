@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from resources.lake import Lake
@@ -44,6 +44,19 @@ def _id_rules(column: str) -> list[tuple[str, Column]]:
     ]
 
 
+def _keep_first_of_each_id(checked: DataFrame, id_column: str, order_by: list[str]) -> DataFrame:
+    """A repeated id would count a customer twice or an order twice: only its first valid row is kept."""
+    first_valid = Window.partitionBy(id_column).orderBy(
+        F.col("reject_reason").isNotNull(), *[F.col(c).asc_nulls_last() for c in order_by]
+    )
+    return checked.withColumn(
+        "reject_reason",
+        F.when(
+            F.col("reject_reason").isNull() & (F.row_number().over(first_valid) > 1), F.lit(f"duplicate_{id_column}")
+        ).otherwise(F.col("reject_reason")),
+    )
+
+
 @dataclass
 class RawData:
     spark: SparkSession
@@ -60,11 +73,13 @@ class RawData:
     @cached_property
     def _customers_checked(self) -> DataFrame:
         rules = [*_id_rules("customer_id"), ("null_signup_at", F.col("signup_at").isNull())]
-        return self._read("customers").withColumn("reject_reason", _first_failed_rule(rules))
+        checked = self._read("customers").withColumn("reject_reason", _first_failed_rule(rules))
+        return _keep_first_of_each_id(checked, "customer_id", ["signup_at", "country", "city"])
 
     @cached_property
     def _stores_checked(self) -> DataFrame:
-        return self._read("stores").withColumn("reject_reason", _first_failed_rule(_id_rules("store_id")))
+        checked = self._read("stores").withColumn("reject_reason", _first_failed_rule(_id_rules("store_id")))
+        return _keep_first_of_each_id(checked, "store_id", ["category", "city", "country", "name"])
 
     @cached_property
     def _orders_checked(self) -> DataFrame:

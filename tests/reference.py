@@ -35,8 +35,16 @@ def _cents(amount: float) -> int:
 class ReferenceLake:
     def __init__(self, root: Path | str) -> None:
         raw = Path(root) / "raw"
-        self.customers = [c for c in _rows(raw / "customers") if _valid(c["customer_id"]) and c["signup_at"] is not None]
-        self.stores = {s["store_id"]: s for s in _rows(raw / "stores") if _valid(s["store_id"])}
+        customers = [c for c in _rows(raw / "customers") if _valid(c["customer_id"]) and c["signup_at"] is not None]
+        # A repeated id keeps its first row (earliest signup; then country, city).
+        first: dict[str, dict[str, Any]] = {}
+        for c in sorted(customers, key=lambda c: (c["signup_at"], c["country"] or "\uffff", c["city"] or "\uffff")):
+            first.setdefault(c["customer_id"], c)
+        self.customers = list(first.values())
+        stores = [s for s in _rows(raw / "stores") if _valid(s["store_id"])]
+        self.stores = {}
+        for s in sorted(stores, key=lambda s: tuple(s[k] or "\uffff" for k in ("category", "city", "country", "name"))):
+            self.stores.setdefault(s["store_id"], s)
         self.orders = [
             o
             for o in _rows(raw / "orders", partitioned=True)

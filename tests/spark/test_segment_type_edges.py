@@ -21,6 +21,7 @@ STORES = [
     ("s1", "Farmacia Sol", "pharmacy", "Madrid", "ES"),
     ("s2", "Super Norte", "grocery", "Barcelona", "ES"),
     ("s3", "Farmacia Tejo", "pharmacy", "Lisboa", "PT"),
+    ("s2", "Zeta", "pharmacy", "Madrid", "ES"),  # a repeated id: its first row (by category) is kept
 ]
 
 
@@ -58,6 +59,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ]
     customer_ids = sorted({o[1] for o in orders if o[1] not in (None, "bad id")})
     customers = [(c, OLD, "ES", "Madrid") for c in customer_ids]
+    customers.append(("f_three", OLD + DAY, "PT", "Lisboa"))  # a repeated id: the earliest signup is kept
     root = tmp_path_factory.mktemp("edges")
     write_lake(root, customers=customers, stores=STORES, orders=orders)
     return root
@@ -101,9 +103,11 @@ def test_quality_report_counts_each_reason(lake: Path) -> None:
     result, _ = run_job(lake, "frequent_buyers", PARTITION, T, {"any": {"min_orders": 1, "lookback_days": 1}})
     # Orders at T fall outside the evaluation (created_at < T): not read, not rejected.
     assert result.quality.rejected == {
+        "customers.duplicate_customer_id": 1,
         "orders.invalid_customer_id": 1,
         "orders.null_customer_id": 1,
         "orders.unknown_store": 1,
+        "stores.duplicate_store_id": 1,
     }
     assert result.quality.rows_read["stores"] == len(STORES)
 

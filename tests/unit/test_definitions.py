@@ -23,3 +23,12 @@ def test_hourly_partitions_by_setting() -> None:
     defs = build_definitions(Settings(partition_granularity="hourly"))
     members = defs.resolve_assets_def(dg.AssetKey(["new_customers", "members"]))
     assert isinstance(members.partitions_def, dg.HourlyPartitionsDefinition)
+
+
+def test_a_running_refresh_schedule_per_type_targets_the_last_closed_window() -> None:
+    defs = build_definitions(Settings(refresh_hour_of_day=2, refresh_minute_of_hour=30))
+    schedules = {s.name: s for s in defs.schedules}
+    assert set(schedules) == {f"refresh_{t}_schedule" for t in SEGMENT_TYPES}
+    for schedule in schedules.values():
+        assert schedule.cron_schedule == "30 2 * * *"
+        assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
