@@ -1125,6 +1125,7 @@ def _pg_down(settings: Settings, layout: Layout) -> ServiceState:
 
 REDIS = "Redis"
 REDIS_MARKER = "redis-server"
+REDIS_MAXMEMORY = "512mb"
 
 
 def _redis_ping(url: str) -> tuple[bool, str | None]:
@@ -1213,6 +1214,9 @@ def _redis_up(settings: Settings, layout: Layout) -> ServiceState:
         "--bind", BIND_HOST, "--port", str(target.port), "--daemonize", "yes",
         "--dir", str(layout.redis_dir), "--pidfile", str(layout.redis_pidfile), "--logfile", str(layout.redis_log),
         "--save", "60", "1", "--dbfilename", "dump.rdb", "--protected-mode", "yes",
+        # The lookup cache is bounded by memory: only keys with a TTL (cache entries) are evicted,
+        # never the generation counter or the ingestion locks.
+        "--maxmemory", REDIS_MAXMEMORY, "--maxmemory-policy", "volatile-lru",
     ]
     layout.redis_pidfile.unlink(missing_ok=True)
     log.info("starting Redis on %s:%d", BIND_HOST, target.port)

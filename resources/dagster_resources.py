@@ -38,13 +38,16 @@ class LocalSparkRunner(SegmentJobRunner):
     driver_memory: str = "2g"
     shuffle_partitions: int = 8
 
-    def session(self) -> SparkSession:
+    def session(self, lake_uri: str = "") -> SparkSession:
         return local_spark_session(
-            master=self.master, driver_memory=self.driver_memory, shuffle_partitions=self.shuffle_partitions
+            master=self.master,
+            driver_memory=self.driver_memory,
+            shuffle_partitions=self.shuffle_partitions,
+            lake_uri=lake_uri,
         )
 
     def run(self, context: dg.AssetExecutionContext, request: SegmentJobRequest) -> SegmentJobResult:
-        return run_segment_job(self.session(), request)
+        return run_segment_job(self.session(request.lake_uri), request)
 
 
 class ConfigStoreResource(dg.ConfigurableResource):

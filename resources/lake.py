@@ -68,6 +68,14 @@ class Lake:
         fs, path = self._path_in_fs(uri)
         return fs.get_file_info(path).type != pafs.FileType.NotFound
 
+    def modified_at(self, uri: str) -> float | None:
+        """POSIX time of the last write, or None where nothing is."""
+        fs, path = self._path_in_fs(uri)
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.NotFound or info.mtime is None:
+            return None
+        return info.mtime.timestamp()
+
     def parquet_files(self, uri: str) -> list[str]:
         """Data files of a Spark output folder, in a stable order, as paths inside `filesystem()`."""
         fs, path = self._path_in_fs(uri)

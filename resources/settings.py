@@ -31,8 +31,17 @@ class Settings(BaseSettings):
 
     partition_granularity: Literal["daily", "hourly"] = "daily"
     partitions_start_date: str = "2026-01-01"
+    # When each type's schedule computes the window that just closed (UTC; hourly uses the minute).
+    refresh_hour_of_day: int = Field(default=1, ge=0, le=23)
+    refresh_minute_of_hour: int = Field(default=15, ge=0, le=59)
     # Above this share of raw rows left out as invalid, the calculation's data-quality check warns.
     max_rejected_fraction: float = 0.01
+    # Calculation results older than this leave the lake (S3 lifecycle rule, or local cleanup).
+    results_retention_days: int = Field(default=30, ge=1)
+    # Spark mode `emr`: the EMR Serverless application that runs the segment jobs.
+    emr_application_id: str = ""
+    emr_execution_role_arn: str = ""
+    emr_code_uri: str = Field(default="", description="s3:// prefix for the job's code and Pipes messages.")
     spark_driver_memory: str = "2g"
     spark_shuffle_partitions: int = 8
 

@@ -1,9 +1,13 @@
 """The calculation asset of a segment type: every active segment of the type, in one Spark job."""
 
+from datetime import datetime, timezone
+
+import boto3
 import dagster as dg
 
 from resources.dagster_resources import ConfigStoreResource, LakeResource, SegmentJobRunner
 from resources.lake import Lake
+from resources.results_retention import ensure_lifecycle_rule, remove_expired_results
 from segmentation_assets.segment_job import SegmentConfig, SegmentJobRequest, SegmentJobResult
 from segmentation_assets.segment_types import SegmentType
 
@@ -55,8 +59,20 @@ def _metadata(results: dict[str, SegmentJobResult], configs: list[SegmentConfig]
     }
 
 
+def _apply_retention(lake: Lake, segment_type: str, retention_days: int) -> dict[str, object]:
+    if lake.is_s3:
+        rule = ensure_lifecycle_rule(lake, retention_days, boto3.client("s3"))
+        return {"results_retention": f"S3 lifecycle rule {rule['ID']}: expire after {retention_days} days"}
+    removed = remove_expired_results(lake, segment_type, retention_days, datetime.now(timezone.utc))
+    return {"results_removed": ", ".join(removed) or "none"}
+
+
 def build_members_asset(
-    segment_type: SegmentType, partitions_def: dg.PartitionsDefinition, *, max_rejected_fraction: float
+    segment_type: SegmentType,
+    partitions_def: dg.PartitionsDefinition,
+    *,
+    max_rejected_fraction: float,
+    results_retention_days: int,
 ) -> dg.AssetsDefinition:
     key = members_key(segment_type.name)
 
@@ -106,8 +122,9 @@ def build_members_asset(
             context.log.info(f"computing {len(configs)} active {segment_type.name} segments as of {request.as_of}")
             results[partition_key] = spark.run(context, request)
         worst = max(r.quality.rejected_fraction for r in results.values())
+        retention = _apply_retention(lake.lake(), segment_type.name, results_retention_days)
         return dg.MaterializeResult(
-            metadata=_metadata(results, configs),
+            metadata={**_metadata(results, configs), **retention},
             check_results=[
                 dg.AssetCheckResult(
                     check_name=DATA_QUALITY_CHECK,
