@@ -12,6 +12,22 @@ from resources.lake import MANIFEST_NAME, Lake
 from resources.segment_index import chunk_documents
 
 
+class ResultsUnreadable(ValueError):
+    pass
+
+
+def _read_results_file(path: str, fs: Any) -> Any:
+    """A results file, its page checksums verified: Spark writes them, and a flipped bit that
+    still decodes would otherwise be indexed as other customer ids with the same member counts."""
+    try:
+        return pq.read_table(path, filesystem=fs, columns=["segment_id", "customer_id"], page_checksum_verification=True)
+    except (OSError, ValueError) as error:  # pyarrow's ArrowIOError is an OSError, ArrowInvalid a ValueError
+        raise ResultsUnreadable(
+            f"results file {path} cannot be read ({error}); the served alias is unchanged. "
+            "Recompute the partition to write its results again."
+        ) from error
+
+
 def read_manifest(lake: Lake, results_uri: str) -> dict[str, Any]:
     manifest_uri = f"{results_uri}/{MANIFEST_NAME}"
     if not lake.exists(manifest_uri):
@@ -27,7 +43,7 @@ def segment_members(lake: Lake, results_uri: str) -> Iterator[tuple[str, list[st
     """
     fs, _ = lake.filesystem()
     for path in lake.parquet_files(results_uri):
-        table = pq.read_table(path, filesystem=fs, columns=["segment_id", "customer_id"])
+        table = _read_results_file(path, fs)
         if table.num_rows == 0:
             continue
         table = table.sort_by([("segment_id", "ascending"), ("customer_id", "ascending")])

@@ -21,19 +21,34 @@ ORDER_NARROWING = {
 }
 
 
-def scoped_orders(raw: RawData, configs: DataFrame) -> DataFrame:
-    """(scope_key, customer_id, age_days, amount_cents) for every counted order in every scope it falls in.
+def counted_orders(raw: RawData) -> DataFrame:
+    """(customer_id, store attributes, age_days, amount_cents) of every counted order.
 
     Amounts are summed in cents (each order's amount rounded half-up to the cent), so that
     totals are exact integers and a threshold on the edge is met or not, never both.
     """
-    orders = raw.counted_orders().select(
+    return raw.counted_orders().select(
         "customer_id",
         *ORDER_NARROWING.values(),
         age_days("created_at", raw.as_of_micros).alias("age_days"),
         F.round(F.col("amount") * 100).cast("long").alias("amount_cents"),
     )
-    return scoped(orders, configs, ORDER_NARROWING).select(SCOPE_KEY, "customer_id", "age_days", "amount_cents")
+
+
+def order_history(raw: RawData, configs: DataFrame) -> DataFrame:
+    """(scope_key, customer_id, lifetime_orders, last_order_age_days) in every scope of `configs`.
+
+    Orders are first collapsed per customer and store, so the fan-out to scopes handles one row
+    per pair rather than one per order.
+    """
+    per_store = counted_orders(raw).groupBy("customer_id", *ORDER_NARROWING.values()).agg(
+        F.count(F.lit(1)).alias("orders"), F.min("age_days").alias("age_days")
+    )
+    return (
+        scoped(per_store, configs, ORDER_NARROWING)
+        .groupBy(SCOPE_KEY, "customer_id")
+        .agg(F.sum("orders").alias("lifetime_orders"), F.min("age_days").alias("last_order_age_days"))
+    )
 
 
 def totals_per_window(raw: RawData, configs: DataFrame) -> DataFrame:
@@ -41,18 +56,31 @@ def totals_per_window(raw: RawData, configs: DataFrame) -> DataFrame:
     in the last `lookback_days` days, for every look-back some config of that scope uses.
 
     Each order falls in the shortest configured window that holds it; running sums over those
-    windows give every longer one. The cost follows the orders and the number of distinct
-    windows per scope, not the number of configs.
+    windows give every longer one. Orders are first collapsed per customer, store and shortest
+    window of any config (which no config's window can split), so the fan-out to scopes handles
+    far fewer rows. The cost follows the orders and the number of distinct windows, not the
+    number of configs.
     """
+    all_windows = sorted(r[0] for r in configs.select("lookback_days").distinct().collect())
+    shortest_window = F.array_min(
+        F.filter(F.array(*[F.lit(w) for w in all_windows]), lambda w: w >= F.col("age_days"))
+    )
+    collapsed = (
+        counted_orders(raw)
+        .withColumn("age_days", shortest_window)  # from here on: the bucket, not the exact age
+        .where(F.col("age_days").isNotNull())
+        .groupBy("customer_id", *ORDER_NARROWING.values(), "age_days")
+        .agg(F.count(F.lit(1)).alias("orders"), F.sum("amount_cents").alias("amount_cents"))
+    )
     windows = configs.groupBy(SCOPE_KEY).agg(F.sort_array(F.collect_set("lookback_days")).alias("windows"))
     in_window = (
-        scoped_orders(raw, configs)
+        scoped(collapsed, configs, ORDER_NARROWING)
         .join(F.broadcast(windows), SCOPE_KEY)
         .withColumn("window", F.array_min(F.filter("windows", lambda w: w >= F.col("age_days"))))
         .where(F.col("window").isNotNull())
     )
     per_window = in_window.groupBy(SCOPE_KEY, "customer_id", "window").agg(
-        F.count(F.lit(1)).alias("orders"), F.sum("amount_cents").alias("amount_cents")
+        F.sum("orders").alias("orders"), F.sum("amount_cents").alias("amount_cents")
     )
     by_customer = Window.partitionBy(SCOPE_KEY, "customer_id").orderBy("window")
     running = by_customer.rowsBetween(Window.unboundedPreceding, Window.currentRow)

@@ -24,7 +24,7 @@ def high_spenders_members(raw: RawData, configs: DataFrame) -> DataFrame:
 
     from segmentation_assets.order_windows import members_reaching_window_total
 
-    # Totals are in cents (see order_windows.scoped_orders), so is the threshold.
+    # Totals are in cents (see order_windows.counted_orders), so is the threshold.
     return members_reaching_window_total(
         raw, configs, total="amount_cents", threshold=F.col("min_total_amount") * 100
     )

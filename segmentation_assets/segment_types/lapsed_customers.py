@@ -23,14 +23,11 @@ def lapsed_customers_members(raw: RawData, configs: DataFrame) -> DataFrame:
     from pyspark.sql import functions as F
 
     from segmentation_assets.config_evaluation import SCOPE_KEY, threshold_join, with_scope_key
-    from segmentation_assets.order_windows import ORDER_NARROWING, scoped_orders
+    from segmentation_assets.order_windows import ORDER_NARROWING, order_history
 
     configs = with_scope_key(configs, list(ORDER_NARROWING))
-    history = scoped_orders(raw, configs).groupBy(SCOPE_KEY, "customer_id").agg(
-        F.count(F.lit(1)).alias("lifetime_orders"), F.min("age_days").alias("last_order_age_days")
-    )
     matched = threshold_join(
-        history,
+        order_history(raw, configs),
         configs.select("segment_id", SCOPE_KEY, "min_lifetime_orders", "inactive_days"),
         group=[SCOPE_KEY],
         value="lifetime_orders",
