@@ -39,7 +39,9 @@ pytestmark = pytest.mark.integration
 GENERATION_REFRESH = 1.0  # the default: a switch shows within a second
 BREAKER_OPEN = 2.0  # 5 s by default; shorter here to keep the suite short
 BUDGET = 0.5
-SWITCH_WINDOW = GENERATION_REFRESH + 1.0  # after a switch, the previous calculation may still answer this long
+# After a switch, the previous calculation may still answer this long: the refresh period plus
+# slack for a loaded machine (the full suite on 2 cores delayed the refresh past 1 s once).
+SWITCH_WINDOW = GENERATION_REFRESH + 3.0
 POPULATION = 400
 
 
