@@ -25,8 +25,8 @@ from elasticsearch import Elasticsearch, helpers
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-# What a bulk request adds around each document: its action line and two newlines.
-ACTION_OVERHEAD_BYTES = 128
+# What a bulk request adds around each document besides its index and id: the action line's JSON.
+ACTION_OVERHEAD_BYTES = 40
 
 
 class ElasticsearchUnreachable(RuntimeError):
@@ -115,11 +115,12 @@ class BulkLoader:
         size = 0
         for doc_id, document in documents:
             body = orjson.dumps(document)
-            if batch and size + len(body) + ACTION_OVERHEAD_BYTES > self._settings.max_request_bytes:
+            cost = len(body) + len(index) + len(doc_id) + ACTION_OVERHEAD_BYTES
+            if batch and size + cost > self._settings.max_request_bytes:
                 yield batch
                 batch, size = [], 0
             batch.append({"_index": index, "_id": doc_id, "_source": body})
-            size += len(body) + ACTION_OVERHEAD_BYTES
+            size += cost
         if batch:
             yield batch
 

@@ -63,7 +63,7 @@ class ElasticsearchResource(dg.ConfigurableResource):
     url: str
     index_prefix: str = "segments"
     request_timeout_seconds: float = 60.0
-    chunk_size: int = 50_000  # customer ids per chunk document
+    chunk_size: int = 5_000  # customer ids per chunk document
     bulk_bytes: int = 8 * 1024 * 1024
     bulk_workers: int = 2
     max_retries: int = 5

@@ -16,6 +16,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 from elasticsearch import Elasticsearch, NotFoundError, helpers
 
 from resources.bulk_load import BulkLoader, BulkSettings, LoadReport
@@ -53,6 +56,19 @@ def segment_of(document_id: str) -> str:
     return document_id.rsplit("#", 1)[0]
 
 
+def _chunk_document(
+    segment_attributes: dict[str, Any], chunk: int, chunks: int, chunk_members: int, member_count: int, customer_ids: Any
+) -> dict[str, Any]:
+    return {
+        **segment_attributes,
+        "chunk": chunk,
+        "chunks": chunks,
+        "chunk_members": chunk_members,
+        "member_count": member_count,
+        "customer_ids": customer_ids,  # last: the bulk of the document
+    }
+
+
 def chunk_documents(
     segment_attributes: dict[str, Any], customer_ids: list[str], chunk_size: int
 ) -> Iterator[dict[str, Any]]:
@@ -60,14 +76,29 @@ def chunk_documents(
     chunks = max(1, -(-len(customer_ids) // chunk_size))
     for chunk in range(chunks):
         members = customer_ids[chunk * chunk_size : (chunk + 1) * chunk_size]
-        yield {
-            **segment_attributes,
-            "chunk": chunk,
-            "chunks": chunks,
-            "chunk_members": len(members),
-            "member_count": len(customer_ids),
-            "customer_ids": members,
-        }
+        yield _chunk_document(segment_attributes, chunk, chunks, len(members), len(customer_ids), members)
+
+
+# A character that JSON must escape; valid ids (SPEC 3) hold none.
+_NEEDS_ESCAPING = r'["\\\x00-\x1f]'
+
+
+def chunk_documents_from_arrow(
+    segment_attributes: dict[str, Any], customer_ids: pa.StringArray, chunk_size: int
+) -> Iterator[dict[str, Any]]:
+    """`chunk_documents` for ids still in Arrow: each chunk's id list is joined into its JSON text in
+    Arrow's C++ (an `orjson.Fragment`), so no Python string is made per id. Serialize with orjson."""
+    count = len(customer_ids)
+    if count and pc.any(pc.match_substring_regex(customer_ids, _NEEDS_ESCAPING)).as_py():
+        yield from chunk_documents(segment_attributes, customer_ids.to_pylist(), chunk_size)
+        return
+    chunks = max(1, -(-count // chunk_size))
+    offsets = pa.array([min(c * chunk_size, count) for c in range(chunks + 1)], pa.int32())
+    joined = pc.binary_join(pa.ListArray.from_arrays(offsets, customer_ids), '","').to_pylist()
+    for chunk, text in enumerate(joined):
+        members = min(chunk_size, count - chunk * chunk_size)
+        ids = orjson.Fragment(f'["{text}"]' if members else "[]")
+        yield _chunk_document(segment_attributes, chunk, chunks, members, count, ids)
 
 
 def _segments_query(segment_ids: list[str]) -> dict[str, Any]:
@@ -82,7 +113,6 @@ class SegmentIndex:
     name: str
     meta: dict[str, Any]
     created_ms: int
-    aliases: frozenset[str]
 
     @property
     def partition_key(self) -> str:
@@ -132,12 +162,12 @@ class SegmentIndexWriter:
         return BulkLoader(self._es, bulk).load(index, pairs)
 
     def finish_loading(self, index: str, wait_seconds: int = 60) -> None:
-        """Refreshes and restores the refresh interval and replicas; waits for the replicas a while."""
+        """Refreshes, then restores the refresh interval and replicas; waits for the replicas a while."""
+        self._es.indices.refresh(index=index)
         self._es.indices.put_settings(
             index=index,
             settings={"refresh_interval": None, "auto_expand_replicas": self._replicas},
         )
-        self._es.indices.refresh(index=index)
         # Primaries answer already; a replica still copying only lowers redundancy, so no failure.
         self._es.options(ignore_status=408).cluster.health(
             index=index, wait_for_status="green", timeout=f"{wait_seconds}s"
@@ -221,7 +251,6 @@ class SegmentIndexWriter:
                 name=name,
                 meta=body["mappings"].get("_meta", {}),
                 created_ms=int(body["settings"]["index"]["creation_date"]),
-                aliases=frozenset(body.get("aliases", {})),
             )
             for name, body in found.items()
         ]

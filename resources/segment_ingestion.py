@@ -32,7 +32,7 @@ class IngestionFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class IngestionSettings:
-    chunk_size: int = 50_000
+    chunk_size: int = 5_000
     bulk: BulkSettings = field(default_factory=BulkSettings)
     error_tolerance: float = 0.0  # the share of chunk documents that may fail after retries
 

@@ -1,15 +1,24 @@
-"""Reads a calculation's results folder back: the manifest and each segment's sorted members."""
+"""Reads a calculation's results folder back: the manifest and each segment's members.
+
+The calculation writes each segment into one file, unsorted; the ids are sorted here, so exports
+page through them in order. Members stay in Arrow from the Parquet file to the chunk documents'
+JSON (see `chunk_documents_from_arrow`): on a machine shared with Elasticsearch, a Python object
+per membership would take the CPU that indexing needs.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from resources.lake import MANIFEST_NAME, Lake
-from resources.segment_index import chunk_documents
+from resources.segment_index import chunk_documents_from_arrow
 
 
 class ResultsUnreadable(ValueError):
@@ -35,24 +44,47 @@ def read_manifest(lake: Lake, results_uri: str) -> dict[str, Any]:
     return lake.read_json(manifest_uri)
 
 
-def segment_members(lake: Lake, results_uri: str) -> Iterator[tuple[str, list[str]]]:
-    """(segment_id, sorted customer ids) for every segment with members.
+def _sorted(customer_ids: pa.Array) -> pa.Array:
+    """Already sorted is checked in one pass; otherwise sorted (Arrow, outside the GIL)."""
+    if len(customer_ids) < 2 or pc.all(pc.less(customer_ids[:-1], customer_ids[1:])).as_py():
+        return customer_ids
+    return customer_ids.take(pc.sort_indices(customer_ids))
 
-    The calculation writes each segment into one file; a file is read whole, sorted, and cut at
-    segment boundaries.
+
+def _file_segments(fs: Any, path: str) -> list[tuple[str, pa.Array]]:
+    """One results file: (segment_id, its customer ids sorted) per segment in it."""
+    table = _read_results_file(path, fs).combine_chunks()
+    if table.num_rows == 0:
+        return []
+    encoded = table.column("segment_id").chunk(0).dictionary_encode()
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    # Segments together: a stable integer sort of the segment codes, far cheaper than sorting by id.
+    order = np.argsort(codes, kind="stable")
+    codes = codes[order]
+    customers = table.column("customer_id").chunk(0).take(pa.array(order))
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    ends = np.r_[starts[1:], len(codes)]
+    return [
+        (encoded.dictionary[codes[start]].as_py(), _sorted(customers.slice(start, end - start)))
+        for start, end in zip(starts.tolist(), ends.tolist())
+    ]
+
+
+def segment_members(lake: Lake, results_uri: str) -> Iterator[tuple[str, pa.Array]]:
+    """(segment_id, its customer ids, sorted, as an Arrow array) for every segment with members.
+
+    The calculation writes each segment into one file, in no particular order. The next file is
+    read and sorted in a second thread (Arrow releases the GIL) while this one is being sent.
     """
     fs, _ = lake.filesystem()
-    for path in lake.parquet_files(results_uri):
-        table = _read_results_file(path, fs)
-        if table.num_rows == 0:
-            continue
-        table = table.sort_by([("segment_id", "ascending"), ("customer_id", "ascending")])
-        segment_ids = table.column("segment_id").to_numpy(zero_copy_only=False)
-        customer_ids = table.column("customer_id").to_pylist()
-        starts = np.flatnonzero(np.r_[True, segment_ids[1:] != segment_ids[:-1]])
-        ends = np.r_[starts[1:], len(segment_ids)]
-        for start, end in zip(starts.tolist(), ends.tolist()):
-            yield str(segment_ids[start]), customer_ids[start:end]
+    paths = lake.parquet_files(results_uri)
+    with ThreadPoolExecutor(1, thread_name_prefix="results-prefetch") as prefetch:
+        upcoming = [prefetch.submit(_file_segments, fs, path) for path in paths[:1]]
+        for position in range(len(paths)):
+            if position + 1 < len(paths):
+                upcoming.append(prefetch.submit(_file_segments, fs, paths[position + 1]))
+            yield from upcoming[position].result()
+            upcoming[position] = None  # type: ignore[call-overload]  # let the file's memory go
 
 
 def segment_documents(
@@ -84,6 +116,6 @@ def segment_documents(
     seen: set[str] = set()
     for segment_id, customers in segment_members(lake, results_uri):
         seen.add(segment_id)
-        yield from chunk_documents(attributes(segment_id), customers, chunk_size)
+        yield from chunk_documents_from_arrow(attributes(segment_id), customers, chunk_size)
     for segment_id in sorted(set(by_id) - seen):
-        yield from chunk_documents(attributes(segment_id), [], chunk_size)
+        yield from chunk_documents_from_arrow(attributes(segment_id), pa.array([], pa.string()), chunk_size)

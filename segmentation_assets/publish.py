@@ -14,6 +14,7 @@ from resources.dagster_resources import ElasticsearchResource, LakeResource, Red
 from resources.ingestion_lock import IngestionLock, IngestionLocked
 from resources.publication import AliasMove, PublicationRefused, publish_index
 from resources.segment_ingestion import IngestionFailed, IngestionReport, ingest_calculation
+from resources.segment_results import ResultsUnreadable
 from segmentation_assets.automation import alias_freshness_policy, publish_automation_condition
 from segmentation_assets.calculation import members_key
 from segmentation_assets.segment_types import SegmentType
@@ -118,7 +119,7 @@ def build_index_asset(segment_type: SegmentType, partitions_def: dg.PartitionsDe
                 )
                 if report.complete and _alias_follows(context, segment_type.name):
                     lock.hand_over()
-        except (IngestionLocked, IngestionFailed, FileNotFoundError) as error:
+        except (IngestionLocked, IngestionFailed, ResultsUnreadable, FileNotFoundError) as error:
             raise dg.Failure(description=str(error), metadata=_metadata(getattr(error, "metadata", {}))) from error
         context.log.info(
             f"{report.index}: {report.memberships} memberships in {report.documents} documents, "

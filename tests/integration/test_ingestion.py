@@ -15,8 +15,10 @@ import dagster as dg
 import pytest
 from elasticsearch import Elasticsearch
 
+from resources.lake import MANIFEST_NAME, Lake
 from resources.publication import generation_key
 from resources.settings import Settings
+from segmentation_assets.publish import alias_key
 from tests.integration.es_proxy import FaultyElasticsearch
 from tests.integration.publishing import (
     TYPE,
@@ -95,6 +97,28 @@ def test_large_and_zero_member_segments_are_chunked_verified_and_served(namespac
     assert mapping["_source"]["excludes"] == ["customer_ids"]
     assert mapping["_meta"]["verified"] is True and mapping["_meta"]["generation"] == materialization(result, "alias")["generation"]
     assert lock_holder(namespace) is None  # the run released the lock its alias step inherited
+
+
+def test_an_index_that_differs_from_its_manifest_is_deleted_and_never_served(namespace, instance, es) -> None:
+    before = {"a": members("c", 10)}
+    old = write_results(namespace.lake_uri, TYPE, "2026-11-19", before)
+    assert publish(namespace, "2026-11-19", instance).success
+    [old_index] = served(namespace)
+    manifest = write_results(namespace.lake_uri, TYPE, "2026-11-20", {"a": members("c", 12), "b": members("d", 3)})
+    manifest["segments"][0]["member_count"] += 1  # the manifest promises a member the files do not hold
+    lake = Lake(namespace.lake_uri)
+    lake.write_json(f"{lake.results_dir(TYPE, '2026-11-20')}/{MANIFEST_NAME}", manifest)
+
+    result = publish(namespace, "2026-11-20", instance)
+
+    assert not result.success
+    assert not check_passed(result, "complete")
+    [check] = [e for e in result.get_asset_check_evaluations() if e.check_name == "complete"]
+    assert check.metadata["mismatches"].value == {"a": {"expected_members": 13, "index_members": 12, "index_documents": 2, "chunks": 2}}
+    assert materialization(result, "index")["deleted"] is True
+    assert not result.asset_materializations_for_node(alias_key(TYPE).to_python_identifier())
+    assert served(namespace) == [old_index] and type_index_names(namespace) == {old_index}
+    assert lookup(es, namespace, ["c00001", "d00001"]) == expected_answer(old, before, ["c00001", "d00001"])
 
 
 def test_rejected_requests_and_items_are_retried_with_backoff(namespace, instance, proxy) -> None:
