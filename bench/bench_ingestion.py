@@ -236,13 +236,17 @@ def main() -> int:
             for bulk_mb in map(int, args.bulk_mb.split(",")):
                 if bulk_mb != default_mb:
                     run(Config(best.chunk_size, best.workers, bulk_mb))
-            fastest = min(rows, key=lambda c: rows[c].project)
-            m = rows[fastest]
-            verdict = "met" if m.ratio >= TARGET_RATIO else "NOT met"
-            print(
-                f"\nfastest end to end: chunk size {fastest.chunk_size:,}, {fastest.workers} workers, {fastest.bulk_mb} MB "
-                f"bulk requests: {total / m.project:,.0f} memberships/s, {m.ratio:.2f}x the baseline (target {TARGET_RATIO}x: {verdict})"
-            )
+            # Rows ran minutes apart on a shared machine: their seconds compare less well than their ratios.
+            for label, chosen in (
+                ("fastest end to end", min(rows, key=lambda c: rows[c].project)),
+                ("closest to the baseline", max(rows, key=lambda c: rows[c].ratio)),
+            ):
+                m = rows[chosen]
+                verdict = "met" if m.ratio >= TARGET_RATIO else "NOT met"
+                print(
+                    f"{label}: chunk size {chosen.chunk_size:,}, {chosen.workers} workers, {chosen.bulk_mb} MB bulk requests: "
+                    f"{total / m.project:,.0f} memberships/s, {m.ratio:.2f}x the baseline (target {TARGET_RATIO}x: {verdict})"
+                )
         finally:
             es.options(ignore_status=404).indices.delete(index=f"{prefix}-*", expand_wildcards="all")
             for key in client.scan_iter(f"{prefix}:*"):
