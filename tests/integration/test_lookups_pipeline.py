@@ -6,7 +6,7 @@ Chunk documents are made small, so that the bigger segments span dozens of them.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pytest
