@@ -28,6 +28,15 @@ SAMPLE_SEGMENTS = [
      "params": {"max_days_since_signup": 30, "max_orders": 1, "city": "Madrid"}, "labels": {"team": "partners"}},
     {"name": "New in Portugal this quarter", "segment_type": "new_customers",
      "params": {"max_days_since_signup": 90, "max_orders": 3, "country": "PT"}, "labels": {"team": "partners"}},
+    {"name": "3+ pharmacy orders in Madrid this month", "segment_type": "frequent_buyers",
+     "params": {"min_orders": 3, "lookback_days": 30, "category": "pharmacy", "city": "Madrid"},
+     "labels": {"team": "partners"}},
+    {"name": "Weekly regulars", "segment_type": "frequent_buyers",
+     "params": {"min_orders": 4, "lookback_days": 28}, "labels": {"team": "growth"}},
+    {"name": "Spent 200 EUR in 30 days", "segment_type": "high_spenders",
+     "params": {"min_total_amount": 200, "lookback_days": 30}, "labels": {"team": "marketing"}},
+    {"name": "Lapsed regulars", "segment_type": "lapsed_customers",
+     "params": {"inactive_days": 21, "min_lifetime_orders": 3}, "labels": {"team": "marketing"}},
 ]
 
 
@@ -59,7 +68,7 @@ def _wait_until_up(base_url: str, seconds: float = 60) -> None:
 def _a_member(settings: Settings, partition_key: str) -> str | None:
     lake = Lake(settings.lake_uri)
     fs, _ = lake.filesystem()
-    for path in lake.parquet_files(lake.results_dir("new_customers", partition_key)):
+    for path in lake.parquet_files(lake.results_dir("frequent_buyers", partition_key)):
         table = pq.read_table(path, filesystem=fs, columns=["customer_id"])
         if table.num_rows:
             return table.column("customer_id")[0].as_py()
@@ -129,5 +138,7 @@ def run_demo(settings: Settings, *, customers: int, days: int, serve: bool) -> i
 
 def _active_segments(settings: Settings):
     from resources.config_store.segments import SegmentRepository
+    from segmentation_assets.segment_types import SEGMENT_TYPES
 
-    return SegmentRepository(session_factory(settings.database_url)).active_of_type("new_customers")
+    segments = SegmentRepository(session_factory(settings.database_url))
+    return [s for segment_type in SEGMENT_TYPES for s in segments.active_of_type(segment_type)]
