@@ -73,11 +73,12 @@ _SPARK_TYPES = {int: T.LongType(), float: T.DoubleType(), str: T.StringType(), b
 
 
 def _spark_type(annotation: Any) -> T.DataType:
-    for candidate in (annotation, *get_args(annotation)):
-        base = getattr(candidate, "__origin__", candidate)
-        for args_candidate in (base, *get_args(candidate)):
-            if args_candidate in _SPARK_TYPES:
-                return _SPARK_TYPES[args_candidate]
+    """The Spark type of a parameter annotated `int`, `float` or `str`, maybe Optional or Annotated."""
+    if annotation in _SPARK_TYPES:
+        return _SPARK_TYPES[annotation]
+    for inner in get_args(annotation):  # Optional[X] -> (X, None); Annotated[X, ...] -> (X, ...)
+        if inner is not type(None):
+            return _spark_type(inner)
     raise TypeError(f"no Spark type for parameter annotation {annotation!r}")
 
 
