@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.errors import DATABASE_UNREACHABLE, Forbidden, Unauthorized
+from api.errors import Forbidden, Unauthorized
 from resources.config_store.api_keys import ApiKey, ApiKeyRepository, ApiKeyUsage, hash_token
+from resources.config_store.guard import ConfigStoreGuard, ConfigStoreUnavailable
 from resources.config_store.segments import SegmentRepository
 from resources.readiness import Readiness
 from resources.segment_export import SegmentExport
@@ -35,6 +35,7 @@ class ApiKeyCache:
 
     repository: ApiKeyRepository
     ttl_seconds: float = API_KEY_CACHE_SECONDS
+    config_store: ConfigStoreGuard = field(default_factory=ConfigStoreGuard)
     usage: ApiKeyUsage = field(default_factory=ApiKeyUsage)
     _entries: dict[str, tuple[ApiKey | None, float]] = field(default_factory=dict)
     _rechecks: dict[str, asyncio.Task[ApiKey | None]] = field(default_factory=dict)
@@ -53,8 +54,8 @@ class ApiKeyCache:
 
     async def _check(self, token: str, digest: str, last: ApiKey | None, known: bool = True) -> ApiKey | None:
         try:
-            key = await run_in_threadpool(self.repository.authenticate, token)
-        except DATABASE_UNREACHABLE:
+            key = await self.config_store.run(self.repository.authenticate, token)
+        except ConfigStoreUnavailable:
             if not known:
                 raise  # rendered as 503 (api/errors.py)
             key = last
@@ -67,13 +68,14 @@ class ApiKeyCache:
 
     async def flush_usage(self) -> None:
         """Writes the keys' last use (api/main.py calls it in the background, never a request)."""
-        await run_in_threadpool(self.usage.flush, self.repository)
+        await self.config_store.run(self.usage.flush, self.repository)
 
 
 @dataclass
 class AppState:
     settings: Settings
     segments: SegmentRepository
+    config_store: ConfigStoreGuard  # every call to `segments` goes through it
     api_keys: ApiKeyCache
     lookups: SegmentLookups
     export: SegmentExport

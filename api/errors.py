@@ -11,9 +11,6 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-# The config store cannot be reached: connection refused or timed out, lost, or no pool connection free in time.
-DATABASE_UNREACHABLE = (OperationalError, InterfaceError, PoolTimeout)
-
 # FastAPI answers 400 with this when the body is not even text it can decode (bad UTF-8, nesting too deep).
 _FASTAPI_BODY_PARSE_FAILURE = "There was an error parsing the body"
 

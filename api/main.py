@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from api.body_limit import CONFIG_BODY_MAX_BYTES, DEFAULT_BODY_MAX_BYTES, RequestBodyLimit
@@ -19,6 +18,7 @@ from api.errors import ServiceUnavailable, error_body, install_error_handlers
 from api.request_context import RequestContext
 from api.request_metrics import RequestMetrics
 from api.routes import health, lookups, members, metrics, segments
+from resources.config_store.guard import ConfigStoreGuard, ConfigStoreUnavailable
 from resources.config_store.api_keys import ApiKeyRepository
 from resources.config_store.database import engine_for, session_factory
 from resources.config_store.segments import SegmentRepository
@@ -39,7 +39,7 @@ KEY_USAGE_FLUSH_SECONDS = 60.0
 async def _refresh_archived(state: AppState) -> None:
     while True:
         with contextlib.suppress(Exception):  # PostgreSQL down: keep the last known set
-            state.archived_segment_ids = await run_in_threadpool(state.segments.archived_ids)
+            state.archived_segment_ids = await state.config_store.run(state.segments.archived_ids)
         # SPEC 7: an archived segment leaves lookups within 60 s; the setting keeps well within that.
         await asyncio.sleep(state.settings.archived_refresh_seconds)
 
@@ -82,10 +82,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             generation_file=generation_file(settings),
             near_entries=settings.lookup_near_cache_entries,
         )
+        config_store = ConfigStoreGuard(breakers, open_seconds=settings.api_breaker_open_seconds)
         state = AppState(
             settings=settings,
             segments=SegmentRepository(sessions),
-            api_keys=ApiKeyCache(ApiKeyRepository(sessions)),
+            config_store=config_store,
+            api_keys=ApiKeyCache(ApiKeyRepository(sessions), config_store=config_store),
             lookups=SegmentLookups(reader, cache),
             export=SegmentExport(reader, settings.api_export_budget_seconds),
             readiness=Readiness(es, redis, engine_for(settings.database_url)),
@@ -116,7 +118,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
 
     @app.exception_handler(SearchUnavailable)
-    async def _search_unavailable(_: Request, error: SearchUnavailable) -> JSONResponse:
+    @app.exception_handler(ConfigStoreUnavailable)
+    async def _dependency_unavailable(_: Request, error: SearchUnavailable | ConfigStoreUnavailable) -> JSONResponse:
         unavailable = ServiceUnavailable(str(error))
         return JSONResponse(
             error_body(unavailable.code, unavailable.message),

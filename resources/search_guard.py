@@ -18,6 +18,7 @@ from elasticsearch import ApiError, AsyncElasticsearch
 from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
 
+from resources.config_store.guard import POSTGRESQL_CIRCUIT
 from resources.lookup_cache import REDIS_CIRCUIT
 from resources.serving_metrics import BREAKER_STATE, BREAKER_STATES, SEARCH_LATENCY
 
@@ -58,7 +59,7 @@ def breaker_factory(failures: int, open_seconds: float) -> AsyncCircuitBreakerFa
             BREAKER_STATE.labels(circuit).set(0)
 
     factory.add_listener(on_event)
-    for circuit in (ELASTICSEARCH_CIRCUIT, REDIS_CIRCUIT):  # shown from the start, not from first use
+    for circuit in (ELASTICSEARCH_CIRCUIT, REDIS_CIRCUIT, POSTGRESQL_CIRCUIT):  # shown from the start, not from first use
         BREAKER_STATE.labels(circuit).set(0)
     return factory
 

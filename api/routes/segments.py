@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Response
-from fastapi.concurrency import run_in_threadpool
 
 from api.deps import AdminKey, AppState, State
 from api.errors import Conflict, NotFound, PreconditionFailed, invalid_field
@@ -54,7 +53,7 @@ async def list_segment_types(_: AdminKey) -> dict[str, Any]:
 async def create_segment(body: SegmentCreate, state: State, key: AdminKey, response: Response) -> SegmentPublic:
     params, targeting = validated_params(body.segment_type, body.params)
     require_storable(name=body.name, description=body.description, labels=body.labels)
-    segment = await run_in_threadpool(
+    segment = await state.config_store.run(
         state.segments.create,
         name=body.name,
         segment_type=body.segment_type,
@@ -95,7 +94,7 @@ async def list_segments(
         country=country,
         labels=label_filters(label),
     )
-    segments, more = await run_in_threadpool(state.segments.list, filters, after_id=decode_cursor(cursor), limit=limit)
+    segments, more = await state.config_store.run(state.segments.list, filters, after_id=decode_cursor(cursor), limit=limit)
     return {"segments": segments, "next_cursor": encode_cursor(segments[-1].id) if more else None}
 
 
@@ -123,7 +122,7 @@ async def update_segment(
         changes["params"], targeting = validated_params(current.segment_type, changes["params"])
         changes.update(targeting)
     try:
-        segment = await run_in_threadpool(
+        segment = await state.config_store.run(
             state.segments.update, segment_id, expected_version=version, changes=changes, actor=key.name
         )
     except (SegmentArchived, StaleVersion) as error:  # a concurrent writer won the compare-and-set
@@ -139,7 +138,7 @@ async def archive_segment(segment_id: SegmentId, state: State, key: AdminKey, if
     `If-Match` is optional here; when given, a stale version answers 412."""
     version = expected_version(if_match) if if_match is not None else None
     try:
-        segment = await run_in_threadpool(state.segments.archive, segment_id, actor=key.name, expected_version=version)
+        segment = await state.config_store.run(state.segments.archive, segment_id, actor=key.name, expected_version=version)
     except SegmentNotFound as error:
         raise NotFound(f"no segment {segment_id!r}") from error
     except StaleVersion as error:
@@ -152,7 +151,7 @@ async def archive_segment(segment_id: SegmentId, state: State, key: AdminKey, if
 @router.get("/segments/{segment_id}/audit", response_model=AuditTrail)
 async def segment_audit(segment_id: SegmentId, state: State, _: AdminKey) -> dict[str, Any]:
     try:
-        entries = await run_in_threadpool(state.segments.audit, segment_id)
+        entries = await state.config_store.run(state.segments.audit, segment_id)
     except SegmentNotFound as error:
         raise NotFound(f"no segment {segment_id!r}") from error
     return {"segment_id": segment_id, "entries": entries}
@@ -160,7 +159,7 @@ async def segment_audit(segment_id: SegmentId, state: State, _: AdminKey) -> dic
 
 async def _current(state: AppState, segment_id: str) -> SegmentPublic:
     try:
-        return await run_in_threadpool(state.segments.get, segment_id)
+        return await state.config_store.run(state.segments.get, segment_id)
     except SegmentNotFound as error:
         raise NotFound(f"no segment {segment_id!r}") from error
 

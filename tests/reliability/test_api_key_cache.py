@@ -12,6 +12,7 @@ from sqlalchemy.exc import OperationalError
 
 from api.deps import API_KEY_RECHECK_SECONDS, ApiKeyCache
 from resources.config_store.api_keys import ApiKey
+from resources.config_store.guard import ConfigStoreGuard, ConfigStoreUnavailable
 
 READER = ApiKey(name="reader", scope="read")
 
@@ -71,7 +72,8 @@ def test_keys_in_use_never_wait_on_a_slow_or_dead_postgresql() -> None:
     keys = FakeKeys()
 
     async def scenario() -> tuple[list[ApiKey | None], float]:
-        cache = ApiKeyCache(keys, ttl_seconds=0.05)  # type: ignore[arg-type]
+        # The config store's breaker lets a check through every 0.1 s once it has opened.
+        cache = ApiKeyCache(keys, ttl_seconds=0.05, config_store=ConfigStoreGuard(open_seconds=0.1))  # type: ignore[arg-type]
         await cache.authenticate("sgk_reader")
         keys.down, keys.delay = True, 0.3  # PostgreSQL hangs a while, then fails
         verdicts, slowest = [], 0.0
@@ -92,5 +94,5 @@ def test_keys_in_use_never_wait_on_a_slow_or_dead_postgresql() -> None:
 def test_an_unseen_key_with_postgresql_down_is_an_error_not_a_verdict() -> None:
     keys = FakeKeys()
     keys.down = True
-    with pytest.raises(OperationalError):
+    with pytest.raises(ConfigStoreUnavailable):
         run(ApiKeyCache(keys).authenticate("sgk_reader"))  # type: ignore[arg-type]
