@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -79,8 +80,21 @@ def chunk_documents(
         yield _chunk_document(segment_attributes, chunk, chunks, len(members), len(customer_ids), members)
 
 
-# A character that JSON must escape; valid ids (SPEC 3) hold none.
-_NEEDS_ESCAPING = r'["\\\x00-\x1f]'
+# The bytes that JSON must escape in a string: '"', '\\' and the control characters. Valid ids
+# (SPEC 3) hold none; the check is one table lookup per byte of the ids, far cheaper than a regex.
+_NEEDS_ESCAPING = np.zeros(256, dtype=bool)
+_NEEDS_ESCAPING[[*range(0x20), ord('"'), ord("\\")]] = True
+
+
+def _any_needs_escaping(strings: pa.Array) -> bool:
+    """Whether any of these strings (a slice of a string array) holds a byte JSON must escape."""
+    offset_type = np.int64 if pa.types.is_large_string(strings.type) else np.int32
+    _, offsets, data = strings.buffers()
+    if data is None:
+        return False
+    bounds = np.frombuffer(offsets, dtype=offset_type)[[strings.offset, strings.offset + len(strings)]]
+    text = np.frombuffer(data, dtype=np.uint8)[bounds[0] : bounds[1]]
+    return bool(_NEEDS_ESCAPING[text].any())
 
 
 def chunk_documents_from_arrow(
@@ -89,7 +103,7 @@ def chunk_documents_from_arrow(
     """`chunk_documents` for ids still in Arrow: each chunk's id list is joined into its JSON text in
     Arrow's C++ (an `orjson.Fragment`), so no Python string is made per id. Serialize with orjson."""
     count = len(customer_ids)
-    if count and pc.any(pc.match_substring_regex(customer_ids, _NEEDS_ESCAPING)).as_py():
+    if count and _any_needs_escaping(customer_ids):
         yield from chunk_documents(segment_attributes, customer_ids.to_pylist(), chunk_size)
         return
     chunks = max(1, -(-count // chunk_size))

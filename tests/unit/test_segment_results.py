@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -11,7 +12,7 @@ import pytest
 
 from resources.lake import Lake
 from resources.segment_index import chunk_documents, chunk_documents_from_arrow
-from resources.segment_results import segment_documents
+from resources.segment_results import _sorted, _sorted_fixed_width, segment_documents
 from tests.integration.results_folder import write_results
 
 
@@ -26,10 +27,20 @@ def test_arrow_chunks_serialize_exactly_as_plain_ones(count: int) -> None:
     assert len(plain) == max(1, -(-count // 7))
 
 
-def test_ids_that_json_must_escape_are_escaped() -> None:
-    ids = ['quote"d', "back\\slash", "tab\there"]
-    [document] = chunk_documents_from_arrow({"segment_id": "s"}, pa.array(ids), 10)
+@pytest.mark.parametrize("bad", ['quote"d', "back\\slash", "tab\there", "nul\x00", "\x1f"])
+@pytest.mark.parametrize("string_type", [pa.string(), pa.large_string()])
+def test_ids_that_json_must_escape_are_escaped(bad: str, string_type: pa.DataType) -> None:
+    ids = ["c1", bad, "c2"]
+    padded = pa.array(["x", *ids, "y"], string_type).slice(1, 3)
+    [document] = chunk_documents_from_arrow({"segment_id": "s"}, padded, 10)
     assert orjson.loads(orjson.dumps(document))["customer_ids"] == ids
+
+
+def test_a_byte_to_escape_outside_the_slice_does_not_count() -> None:
+    padded = pa.array(['"before', "c1", "c2", 'after"']).slice(1, 2)
+    [document] = chunk_documents_from_arrow({"segment_id": "s"}, padded, 10)
+    assert isinstance(document["customer_ids"], orjson.Fragment)  # the fast path
+    assert orjson.loads(orjson.dumps(document))["customer_ids"] == ["c1", "c2"]
 
 
 def test_segments_come_back_whole_and_sorted_whatever_the_file_order(tmp_path: Path) -> None:
@@ -47,3 +58,22 @@ def test_segments_come_back_whole_and_sorted_whatever_the_file_order(tmp_path: P
     got = {(d["segment_id"], d["chunk"]): d["customer_ids"] for d in documents}
     assert got == {("a", 0): ["c1", "c2"], ("a", 1): ["c3"], ("b", 0): ["c9"], ("zero", 0): []}
     assert {d["segment_id"]: d["member_count"] for d in documents} == {"a": 3, "b": 1, "zero": 0}
+
+
+@pytest.mark.parametrize("string_type", [pa.string(), pa.large_string()])
+@pytest.mark.parametrize(
+    "widths, prefix",
+    [((9,), ""), ((1,), ""), ((8,), "c00"), ((3, 5, 9), ""), ((36,), ""), ((7,), "customer-")],
+    ids=["9 varying", "1 byte", "8 varying after a prefix", "three lengths", "36 varying", "7 varying after a prefix"],
+)
+def test_ids_are_sorted_in_byte_order_whatever_their_lengths(
+    string_type: pa.DataType, widths: tuple[int, ...], prefix: str
+) -> None:
+    rng = np.random.default_rng(len(widths))
+    alphabet = list("0123456789abcXYZ_.:@-")
+    ids = [prefix + "".join(rng.choice(alphabet, size=int(rng.choice(widths)))) for _ in range(3000)]
+    padded = pa.array(["~first", *ids, "~last"], string_type).slice(1, len(ids))  # a slice, as a file's segment is
+    got = _sorted(padded)
+    assert (_sorted_fixed_width(padded) is not None) == (len(widths) == 1)  # the numpy path, where it applies
+    assert got.type == string_type
+    assert got.to_pylist() == sorted(ids, key=lambda i: i.encode())
