@@ -92,16 +92,28 @@ State = Annotated[AppState, Depends(get_state)]
 _bearer = HTTPBearer(auto_error=False, description="An API key from `segmentation api-keys create`.")
 
 
-async def _caller(
-    state: State, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> ApiKey:
-    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+async def authenticate(state: AppState, token: str | None) -> ApiKey:
+    """The key of a bearer token, or 401. Routes take it as `ReadKey`/`AdminKey`; the hottest one calls it."""
+    if not token:
         raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'", headers={"WWW-Authenticate": "Bearer"})
-    key = await state.api_keys.authenticate(credentials.credentials)
+    key = await state.api_keys.authenticate(token)
     if key is None:
         raise Unauthorized("unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"})
     state.api_keys.usage.seen(key)
     return key
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, as FastAPI's HTTPBearer reads it."""
+    scheme, _, token = (authorization or "").partition(" ")
+    return token if scheme.lower() == "bearer" and token else None
+
+
+async def _caller(
+    state: State, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> ApiKey:
+    bearer = credentials is not None and credentials.scheme.lower() == "bearer"
+    return await authenticate(state, credentials.credentials if bearer else None)  # type: ignore[union-attr]
 
 
 async def _admin_key(key: Annotated[ApiKey, Depends(_caller)]) -> ApiKey:

@@ -14,6 +14,7 @@ shape (500) before it goes on to the server, which logs it as well.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -30,6 +31,7 @@ _CALLER_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 SLOW_REQUEST_SECONDS = 1.0
 
 log = structlog.get_logger("api.request")
+_request_logger = logging.getLogger("api.request")
 
 
 def request_id_of(scope: Scope) -> str:
@@ -78,13 +80,12 @@ class RequestContext:
             raise
         else:
             seconds = time.perf_counter() - started
-            fields = _request_fields(scope, status, started)
             if status is not None and status >= 500:
-                log.error("request", **fields)
+                log.error("request", **_request_fields(scope, status, started))
             elif (status is not None and status >= 400) or seconds >= SLOW_REQUEST_SECONDS:
-                log.info("request", **fields)
-            else:
-                log.debug("request", **fields)
+                log.info("request", **_request_fields(scope, status, started))
+            elif _request_logger.isEnabledFor(logging.DEBUG):  # checked first: the hot path logs nothing
+                log.debug("request", **_request_fields(scope, status, started))
         finally:
             structlog.contextvars.reset_contextvars(**tokens)
 

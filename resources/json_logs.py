@@ -104,7 +104,9 @@ def configure_logging(
     shared = _shared_processors()
     structlog.configure(
         # Redacted here too: other handlers on the root logger (pytest's) see the event before our formatter.
-        processors=[*shared, redact_secrets, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # Below the logger's level an event is dropped first, before any processor's work: the
+        # API's per-request debug line cost a tenth of a cached lookup's CPU (measured).
+        processors=[structlog.stdlib.filter_by_level, *shared, redact_secrets, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,  # a later configure_logging must reach loggers made before it

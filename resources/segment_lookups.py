@@ -25,20 +25,20 @@ class SegmentLookups:
         self.cache = cache
 
     async def customer_segments(self, customer_id: str) -> list[dict[str, Any]]:
-        return (await self.customers_segments([customer_id]))[customer_id]
+        return orjson.loads((await self.serialized_segments([customer_id]))[customer_id])
 
-    async def customers_segments(self, customer_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-        """customer_id -> sorted segments, for each distinct id given: MGET, then one search for the misses."""
+    async def serialized_segments(self, customer_ids: list[str]) -> dict[str, bytes]:
+        """customer_id -> its sorted segment list as JSON, for each distinct id given: MGET, then one
+        search for the misses. As the cache holds them: an answer without filters embeds them as they are."""
         generation = await self.cache.generation()
-        found: dict[str, list[dict[str, Any]]] = {}
+        found: dict[str, bytes] = {}
         if generation is not None:
-            for customer_id, raw in (await self.cache.get_many(generation, CUSTOMER, customer_ids)).items():
-                found[customer_id] = orjson.loads(raw)
+            found = await self.cache.get_many(generation, CUSTOMER, customer_ids)
         misses = [c for c in customer_ids if c not in found]
         if misses:
-            fetched = await self.reader.segments_of(misses)
+            fetched = {c: orjson.dumps(s) for c, s in (await self.reader.segments_of(misses)).items()}
             if generation is not None:
-                await self.cache.put_many(generation, CUSTOMER, {c: orjson.dumps(s) for c, s in fetched.items()})
+                await self.cache.put_many(generation, CUSTOMER, fetched)
             found.update(fetched)
         return found
 

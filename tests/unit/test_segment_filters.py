@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from resources.segment_filters import InvalidLabelFilter, SegmentFilter, parse_labels
@@ -33,6 +34,16 @@ def test_filters_select_by_equality_and_all_labels(kwargs, expected) -> None:
 
 def test_archived_segments_are_left_out_even_without_filters() -> None:
     assert [s["segment_id"] for s in SegmentFilter.of().apply(SEGMENTS, archived={"s2"})] == ["s1", "s3"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, archived",
+    [({}, ()), ({}, {"s2"}), ({"city": "Madrid"}, ()), ({"labels": ["team:growth"]}, {"s3"})],
+)
+def test_a_serialized_list_gives_the_same_answer_as_the_parsed_one(kwargs, archived) -> None:
+    selected = SegmentFilter.of(**kwargs)
+    answer = orjson.dumps({"segments": selected.apply_serialized(orjson.dumps(SEGMENTS), archived)})
+    assert orjson.loads(answer) == {"segments": selected.apply(SEGMENTS, archived)}
 
 
 @pytest.mark.parametrize("label", ["nocolon", ":value", "key:"])
