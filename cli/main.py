@@ -188,23 +188,13 @@ def api(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes; default one per CPU.")] = os.cpu_count() or 1,
 ) -> None:
     """Serve the HTTP API (uvloop, httptools; several workers for production)."""
-    import uvicorn
+    from cli.api_server import serve
 
     if workers > 1:
         from resources.serving_metrics import prepare_multiprocess_dir
 
         prepare_multiprocess_dir()  # so that /metrics adds up every worker
-    uvicorn.run(
-        "api.main:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_config=None,  # uvicorn's own loggers go to the JSON lines of create_app's configure_logging
-    )
+    serve(host, port, workers)
 
 
 @app.command("openapi")

@@ -112,6 +112,14 @@ class ApiProcess:
             assert time.monotonic() < deadline, f"the API did not become ready; see {log_file}"
             time.sleep(0.2)
 
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode
+
     def stop(self) -> None:
         self._process.terminate()
         try:
