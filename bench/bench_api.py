@@ -13,8 +13,8 @@ A cache-miss run starts a new generation (INCR `<prefix>:generation`), so every 
 
 It builds its own namespace on the running services (index prefix, Redis keys, PostgreSQL
 schema), indexes 1,000 segments / 10,000,000 memberships over 4 segment types (4 indices behind
-the read alias, chunk documents of 50,000 ids) with the index writer, without Spark, and removes
-all of it at the end.
+the read alias, chunk documents of the ingestion's default size) with the index writer, without
+Spark, and removes all of it at the end.
 
     .venv/bin/python bench/bench_api.py            # the full run
     .venv/bin/python bench/bench_api.py --quick    # 100 segments / 200,000 memberships, short runs
@@ -53,6 +53,7 @@ from resources.config_store.database import session_factory, upgrade_schema  # n
 from resources.index_names import index_name  # noqa: E402
 from resources.publication import generation_key  # noqa: E402
 from resources.segment_index import SegmentIndexWriter, chunk_documents  # noqa: E402
+from resources.segment_ingestion import IngestionSettings  # noqa: E402
 from resources.settings import Settings  # noqa: E402
 
 SEGMENT_TYPES = ["new_customers", "frequent_buyers", "high_spenders", "lapsed_customers"]
@@ -103,7 +104,7 @@ def documents(segment_type: str, segment_ids: list[str], sizes: list[int], custo
             "labels": labels,
             "label_pairs": [f"{k}:{v}" for k, v in labels.items()],
         }
-        yield from chunk_documents(attributes, members_of(size, customers, rng), 50_000)
+        yield from chunk_documents(attributes, members_of(size, customers, rng), IngestionSettings().chunk_size)
 
 
 def build_index(es: Elasticsearch, prefix: str, segments: int, memberships: int, customers: int, threads: int) -> float:
