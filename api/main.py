@@ -19,9 +19,9 @@ from api.errors import ServiceUnavailable, error_body, install_error_handlers
 from api.request_context import RequestContext
 from api.request_metrics import RequestMetrics
 from api.routes import health, lookups, members, metrics, segments
-from resources.config_store.guard import ConfigStoreGuard, ConfigStoreUnavailable
 from resources.config_store.api_keys import ApiKeyRepository
 from resources.config_store.database import engine_for, session_factory
+from resources.config_store.guard import ConfigStoreGuard, ConfigStoreUnavailable
 from resources.config_store.segments import SegmentRepository
 from resources.json_logs import configure_logging
 from resources.lookup_cache import GenerationFile, LookupCache

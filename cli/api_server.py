@@ -5,7 +5,9 @@ uvicorn's own workers share one socket, and whichever is awake accepts a whole b
 connections: measured under keep-alive load, one of two workers served 93% of the requests while
 the other idled, and latency doubled. With a socket per worker, the kernel hashes each connection
 to one of them. This supervisor only starts the workers, starts again one that dies, and stops
-them all on SIGINT or SIGTERM (each finishes its requests and runs the app's shutdown).
+them all on SIGINT or SIGTERM (each finishes its requests and runs the app's shutdown). A worker
+that dies while starting (a bad setting, a missing module) stops the server instead: starting
+another would only fail the same way, over and over.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ BACKLOG = 2048
 STOP_SECONDS = 30
 
 
+class WorkerFailedToStart(RuntimeError):
+    pass
+
+
 def _listening_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -39,7 +45,20 @@ def _listening_socket(host: str, port: int, *, reuse_port: bool) -> socket.socke
     return sock
 
 
-def _worker(host: str, port: int, reuse_port: bool) -> None:
+class _Server(uvicorn.Server):
+    """Says when it serves, so that the supervisor can tell a worker that failed to start."""
+
+    def __init__(self, config: uvicorn.Config, ready: Any) -> None:
+        super().__init__(config)
+        self._ready = ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and self._ready is not None:
+            self._ready.set()
+
+
+def _worker(host: str, port: int, reuse_port: bool, ready: Any = None) -> None:
     config = uvicorn.Config(
         APP,
         factory=True,
@@ -49,7 +68,7 @@ def _worker(host: str, port: int, reuse_port: bool) -> None:
         access_log=False,
         log_config=None,  # uvicorn's own loggers go to the JSON lines of create_app's configure_logging
     )
-    uvicorn.Server(config).run(sockets=[_listening_socket(host, port, reuse_port=reuse_port)])
+    _Server(config, ready).run(sockets=[_listening_socket(host, port, reuse_port=reuse_port)])
 
 
 def _port_is_free(host: str, port: int) -> None:
@@ -65,9 +84,13 @@ def serve(host: str, port: int, workers: int) -> None:
     _port_is_free(host, port)
     context = multiprocessing.get_context("spawn")
 
+    readiness: dict[int, Any] = {}
+
     def start() -> Any:
-        process = context.Process(target=_worker, args=(host, port, True), name="segmentation-api-worker")
+        ready = context.Event()
+        process = context.Process(target=_worker, args=(host, port, True, ready), name="segmentation-api-worker")
         process.start()
+        readiness[process.pid] = ready
         return process
 
     stopping = threading.Event()
@@ -75,13 +98,24 @@ def serve(host: str, port: int, workers: int) -> None:
         signal.signal(signum, lambda *_: stopping.set())
     processes = [start() for _ in range(workers)]
     log.info("serving on %s:%d with %d workers (pids %s)", host, port, workers, [p.pid for p in processes])
-    while not stopping.wait(0.5):
+    failure: WorkerFailedToStart | None = None
+    while failure is None and not stopping.wait(0.5):
         for number, process in enumerate(processes):
-            if not process.is_alive():
-                log.warning("API worker %s exited with %s; starting another", process.pid, process.exitcode)
-                if os.environ.get(MULTIPROC_ENV):
-                    multiprocess.mark_process_dead(process.pid)  # its live gauges leave /metrics
-                processes[number] = start()
+            if process.is_alive():
+                continue
+            if not readiness[process.pid].is_set():
+                failure = WorkerFailedToStart(f"API worker {process.pid} exited with {process.exitcode} while starting; see its log")
+                break
+            log.warning("API worker %s exited with %s; starting another", process.pid, process.exitcode)
+            if os.environ.get(MULTIPROC_ENV):
+                multiprocess.mark_process_dead(process.pid)  # its live gauges leave /metrics
+            processes[number] = start()
+    _stop(processes)
+    if failure is not None:
+        raise failure
+
+
+def _stop(processes: list[Any]) -> None:
     for process in processes:
         process.terminate()  # SIGTERM: uvicorn's graceful shutdown
     for process in processes:

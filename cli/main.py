@@ -188,13 +188,17 @@ def api(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes; default one per CPU.")] = os.cpu_count() or 1,
 ) -> None:
     """Serve the HTTP API (uvloop, httptools; several workers for production)."""
-    from cli.api_server import serve
+    from cli.api_server import WorkerFailedToStart, serve
 
     if workers > 1:
         from resources.serving_metrics import prepare_multiprocess_dir
 
         prepare_multiprocess_dir()  # so that /metrics adds up every worker
-    serve(host, port, workers)
+    try:
+        serve(host, port, workers)
+    except WorkerFailedToStart as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
 
 
 @app.command("openapi")

@@ -88,3 +88,19 @@ def test_sigterm_stops_every_worker(settings: Settings, tmp_path: Path) -> None:
     assert not [w for w in workers if Path(f"/proc/{w}").exists()]
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", server.port))  # nothing listens there any more
+
+
+def test_a_worker_that_cannot_start_stops_the_server_with_an_error(settings: Settings) -> None:
+    env = {**os.environ, **settings_environment(settings), "SEGMENTATION_API_BREAKER_FAILURES": "0"}  # out of range
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    started = time.monotonic()
+    failed = subprocess.run(
+        [sys.executable, "-m", "cli.main", "api", "--port", str(port), "--workers", "2"],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert failed.returncode != 0
+    assert "while starting" in failed.stderr and "api_breaker_failures" in failed.stderr
+    assert time.monotonic() - started < 60  # not a loop of workers started again and again
