@@ -39,8 +39,8 @@ class TcpProxy:
                 client, _ = listener.accept()
             except OSError:
                 return
-            with self._lock:
-                self._sockets.add(client)
+            if not self._track(client, listener):
+                return
             if self.blackhole:
                 continue  # accepted and never answered: the caller's timeout must save it
             try:
@@ -49,10 +49,21 @@ class TcpProxy:
                 self._close(client)
                 continue
             upstream.settimeout(None)
-            with self._lock:
-                self._sockets.add(upstream)
+            if not self._track(upstream, listener):
+                self._close(client)
+                return
             threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
             threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+
+    def _track(self, sock: socket.socket, listener: socket.socket) -> bool:
+        """Keeps `sock` to be cut on the next change, unless its listener was refused meanwhile: a
+        connection accepted while `refuse` ran must not outlive it (it would let a request through)."""
+        with self._lock:
+            if self._listener is listener:
+                self._sockets.add(sock)
+                return True
+        self._close(sock)
+        return False
 
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
@@ -80,9 +91,10 @@ class TcpProxy:
 
     def refuse(self) -> None:
         """Down: open connections are cut and new ones refused."""
-        if self._listener is not None:
-            self._close(self._listener)
-            self._listener = None
+        with self._lock:
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            self._close(listener)
         self._drop_connections()
 
     def swallow(self) -> None:
