@@ -6,8 +6,8 @@ connections: measured under keep-alive load, one of two workers served 93% of th
 the other idled, and latency doubled. With a socket per worker, the kernel hashes each connection
 to one of them. This supervisor only starts the workers, starts again one that dies, and stops
 them all on SIGINT or SIGTERM (each finishes its requests and runs the app's shutdown). A worker
-that dies while starting (a bad setting, a missing module) stops the server instead: starting
-another would only fail the same way, over and over.
+that exits with an error before it serves (a bad setting, a missing module) stops the server
+instead: starting another would only fail the same way, over and over.
 """
 
 from __future__ import annotations
@@ -103,7 +103,10 @@ def serve(host: str, port: int, workers: int) -> None:
         for number, process in enumerate(processes):
             if process.is_alive():
                 continue
-            if not readiness[process.pid].is_set():
+            # Exited by itself with an error before serving: a bad setting or a missing module, which
+            # another worker would only meet again. Killed by a signal (the OOM killer, an operator):
+            # replaced like any worker that dies.
+            if not readiness[process.pid].is_set() and (process.exitcode or 0) > 0:
                 failure = WorkerFailedToStart(f"API worker {process.pid} exited with {process.exitcode} while starting; see its log")
                 break
             log.warning("API worker %s exited with %s; starting another", process.pid, process.exitcode)

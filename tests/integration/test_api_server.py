@@ -3,6 +3,7 @@ connections spread over them, a dead worker replaced, the port refused to a seco
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import signal
@@ -27,6 +28,17 @@ def workers_of(pid: int) -> set[int]:
     return {int(c) for c in children if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()}
 
 
+def listens(pid: int, port: int) -> bool:
+    """Whether the process holds a socket listening on the port (a worker past its imports)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:] + Path("/proc/net/tcp6").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+            inodes.add(fields[9])
+    fds = Path(f"/proc/{pid}/fd")
+    return any(fd.readlink().name.removeprefix("socket:[").rstrip("]") in inodes for fd in fds.iterdir() if fd.is_symlink())
+
+
 def cpu_ticks(pid: int) -> int:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])
@@ -34,7 +46,12 @@ def cpu_ticks(pid: int) -> int:
 
 @pytest.fixture
 def api(settings: Settings, tmp_path: Path) -> Iterator[ApiProcess]:
+    """Two workers, both listening: ready means one of them answered, the other may still be importing."""
     server = ApiProcess(settings, workers=2, log_file=tmp_path / "api.log")
+    deadline = time.monotonic() + 60
+    while not (len(workers_of(server.pid)) == 2 and all(listens(w, server.port) for w in workers_of(server.pid))):
+        assert time.monotonic() < deadline, "the second worker never listened"
+        time.sleep(0.1)
     yield server
     server.stop()
 
@@ -59,7 +76,8 @@ def test_keep_alive_connections_are_spread_over_the_workers(api: ApiProcess) -> 
     assert min(used.values()) >= 0.15 * sum(used.values()), used  # one shared socket let one worker take them all
 
 
-def test_a_dead_worker_is_replaced_and_the_port_keeps_answering(api: ApiProcess) -> None:
+def test_a_killed_worker_is_replaced_and_the_port_keeps_answering(api: ApiProcess) -> None:
+    """Killed (the OOM killer, an operator) while serving: another takes its place."""
     victim, survivor = sorted(workers_of(api.pid))
     os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + 60
@@ -68,6 +86,38 @@ def test_a_dead_worker_is_replaced_and_the_port_keeps_answering(api: ApiProcess)
         assert time.monotonic() < deadline, "no worker replaced the dead one"
         time.sleep(0.2)
     assert survivor in workers_of(api.pid)
+
+
+def test_a_worker_killed_while_starting_is_replaced_too(settings: Settings, tmp_path: Path) -> None:
+    """Only a worker that exits with an error before serving stops the server; a killed one does not."""
+    env = {**os.environ, **settings_environment(settings)}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with (tmp_path / "api.log").open("w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "api", "--port", str(port), "--workers", "2"],
+            cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while len(workers_of(server.pid)) < 2:  # spawned, still importing: far from serving
+                assert time.monotonic() < deadline and server.poll() is None
+                time.sleep(0.05)
+            victim = min(workers_of(server.pid))
+            os.kill(victim, signal.SIGKILL)
+            while True:
+                assert server.poll() is None, "the server stopped instead of replacing the worker"
+                assert time.monotonic() < deadline, "the server did not become ready"
+                if len(workers_of(server.pid) - {victim}) == 2:
+                    with contextlib.suppress(httpx.HTTPError):
+                        if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                            break
+                time.sleep(0.2)
+        finally:
+            server.terminate()
+            server.wait(30)
 
 
 def test_a_second_server_on_the_same_port_is_refused(api: ApiProcess, settings: Settings) -> None:
