@@ -35,8 +35,11 @@ def listens(pid: int, port: int) -> bool:
         fields = line.split()
         if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
             inodes.add(fields[9])
-    fds = Path(f"/proc/{pid}/fd")
-    return any(fd.readlink().name.removeprefix("socket:[").rstrip("]") in inodes for fd in fds.iterdir() if fd.is_symlink())
+    held = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):  # an fd closed while we look
+            held.add(os.readlink(fd).removeprefix("socket:[").rstrip("]"))
+    return bool(inodes & held)
 
 
 def cpu_ticks(pid: int) -> int:
