@@ -86,14 +86,20 @@ _NEEDS_ESCAPING = np.zeros(256, dtype=bool)
 _NEEDS_ESCAPING[[*range(0x20), ord('"'), ord("\\")]] = True
 
 
+def string_bytes(strings: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(each string's start offset and the end's, the bytes of them all) of a non-empty string array
+    or slice of one: numpy views of Arrow's buffers, nothing copied."""
+    offset_type = np.int64 if pa.types.is_large_string(strings.type) else np.int32
+    _, offsets_buffer, data = strings.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=offset_type)[strings.offset : strings.offset + len(strings) + 1]
+    if data is None:  # every string empty
+        return offsets, np.empty(0, dtype=np.uint8)
+    return offsets, np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]]
+
+
 def _any_needs_escaping(strings: pa.Array) -> bool:
     """Whether any of these strings (a slice of a string array) holds a byte JSON must escape."""
-    offset_type = np.int64 if pa.types.is_large_string(strings.type) else np.int32
-    _, offsets, data = strings.buffers()
-    if data is None:
-        return False
-    bounds = np.frombuffer(offsets, dtype=offset_type)[[strings.offset, strings.offset + len(strings)]]
-    text = np.frombuffer(data, dtype=np.uint8)[bounds[0] : bounds[1]]
+    _, text = string_bytes(strings)
     return bool(_NEEDS_ESCAPING[text].any())
 
 

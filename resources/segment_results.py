@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from resources.lake import MANIFEST_NAME, Lake
-from resources.segment_index import chunk_documents_from_arrow
+from resources.segment_index import chunk_documents_from_arrow, string_bytes
 
 
 class ResultsUnreadable(ValueError):
@@ -59,18 +59,15 @@ def _sorted_fixed_width(customer_ids: pa.Array) -> pa.Array | None:
     rows of bytes: as 64-bit integers when at most 8 byte positions vary between the ids (a shared
     prefix or separators do not), else as fixed-width byte strings. 3x to 6x faster than Arrow's
     sort of variable-length strings. None when the lengths differ or an id is null."""
-    large = pa.types.is_large_string(customer_ids.type)
-    if customer_ids.null_count or not (large or pa.types.is_string(customer_ids.type)):
+    string_type = pa.types.is_string(customer_ids.type) or pa.types.is_large_string(customer_ids.type)
+    if customer_ids.null_count or not string_type:
         return None
-    offset_type = np.int64 if large else np.int32
-    _, offsets_buffer, data = customer_ids.buffers()
-    offsets = np.frombuffer(offsets_buffer, dtype=offset_type)[customer_ids.offset : customer_ids.offset + len(customer_ids) + 1]
+    offsets, text = string_bytes(customer_ids)
     width = int(offsets[1] - offsets[0])
     if width == 0 or not np.all(np.diff(offsets) == width):
         return None
-    text = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]]
     ordered = _sorted_rows(text.reshape(len(customer_ids), width))
-    new_offsets = np.arange(0, (len(customer_ids) + 1) * width, width, dtype=offset_type)
+    new_offsets = np.arange(0, (len(customer_ids) + 1) * width, width, dtype=offsets.dtype)
     return pa.Array.from_buffers(customer_ids.type, len(customer_ids), [None, pa.py_buffer(new_offsets), pa.py_buffer(ordered)])
 
 
