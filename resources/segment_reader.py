@@ -15,6 +15,7 @@ import asyncio
 from collections import OrderedDict
 from typing import Any
 
+import orjson
 from elasticsearch import AsyncElasticsearch, NotFoundError
 
 from resources.index_names import read_alias
@@ -28,6 +29,8 @@ MAX_HITS = 10_000
 CUSTOMERS_PER_BUDGET = 250
 CATALOGS_KEPT = 32  # indices: a few generations of every segment type
 NO_STORED_FIELDS = ["_none_"]
+# What a lookup reads of each hit; the rest (`_score`, `_shards`, ...) is not even sent.
+HIT_FIELDS = ["hits.hits._index", "hits.hits.fields", "hits.hits.matched_queries"]
 
 
 class IndexGone(LookupError):
@@ -37,7 +40,8 @@ class IndexGone(LookupError):
 def _catalog_entry(source: dict[str, Any]) -> dict[str, Any]:
     segment = {field: source.get(field) for field in SEGMENT_FIELDS}
     segment["labels"] = segment["labels"] or {}
-    return {"segment": segment, "member_count": source.get("member_count"), "chunks": source.get("chunks")}
+    # Serialized once per index and process: a lookup answer joins these bytes, never re-encodes them.
+    return {"segment": segment, "json": orjson.dumps(segment), "member_count": source.get("member_count"), "chunks": source.get("chunks")}
 
 
 class SegmentReader:
@@ -84,13 +88,32 @@ class SegmentReader:
             if len(hits) < MAX_HITS:
                 break
             after = hits[-1]["sort"]
+        self._keep(index, catalog)
+        return catalog
+
+    def _keep(self, index: str, catalog: dict[str, dict[str, Any]]) -> None:
         self._catalogs[index] = catalog
         if len(self._catalogs) > CATALOGS_KEPT:
             self._catalogs.popitem(last=False)
+
+    def loaded_catalog(self, index: str) -> dict[str, dict[str, Any]] | None:
+        """The catalog of an index if this process holds it already (no I/O)."""
+        return self._catalogs.get(index)
+
+    def adopt_catalog(self, index: str, serialized: bytes) -> dict[str, dict[str, Any]]:
+        """Takes a catalog that `serialized_catalog` wrote (another process read it from the index)."""
+        catalog = {segment_id: _catalog_entry(entry) for segment_id, entry in orjson.loads(serialized).items()}
+        self._keep(index, catalog)
         return catalog
 
-    async def segments_of(self, customer_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-        """customer_id -> every segment the customer is in, sorted by segment_id, for each id given.
+    @staticmethod
+    def serialized_catalog(catalog: dict[str, dict[str, Any]]) -> bytes:
+        return orjson.dumps(
+            {s: {**entry["segment"], "member_count": entry["member_count"], "chunks": entry["chunks"]} for s, entry in catalog.items()}
+        )
+
+    async def memberships_of(self, customer_ids: list[str]) -> dict[str, dict[str, list[str]]]:
+        """customer_id -> {index: the ids of the segments it holds the customer in}, for each id given.
 
         One request for the whole list: each id is a named `term` clause, so each hit says which
         customers it holds (`matched_queries`); `customer_ids` itself is never read back.
@@ -98,13 +121,13 @@ class SegmentReader:
         """
         held: dict[str, set[tuple[str, str]]] = {c: set() for c in customer_ids}
         await self._collect(list(held), held)
-        indices = sorted({index for pairs in held.values() for index, _ in pairs})
-        catalogs = dict(zip(indices, await asyncio.gather(*(self.catalog(i) for i in indices))))
-        found: dict[str, list[dict[str, Any]]] = {}
+        memberships: dict[str, dict[str, list[str]]] = {}
         for customer_id, pairs in held.items():
-            segments = [catalogs[i][s]["segment"] for i, s in pairs if s in catalogs[i]]
-            found[customer_id] = sorted(segments, key=lambda segment: segment["segment_id"])
-        return found
+            by_index: dict[str, list[str]] = {}
+            for index, segment_id in sorted(pairs):
+                by_index.setdefault(index, []).append(segment_id)
+            memberships[customer_id] = by_index
+        return memberships
 
     async def _collect(self, customer_ids: list[str], held: dict[str, set[tuple[str, str]]]) -> None:
         if len(customer_ids) == 1:
@@ -126,10 +149,11 @@ class SegmentReader:
                 track_total_hits=False,
                 ignore_unavailable=True,
                 allow_no_indices=True,
+                filter_path=HIT_FIELDS,
             ),
             budget_seconds=budget,
         )
-        hits = response["hits"]["hits"]
+        hits = response.get("hits", {}).get("hits", [])  # no hits: filter_path leaves nothing
         if len(hits) >= MAX_HITS and len(customer_ids) > 1:
             # More segments than one page holds: ask again in halves.
             middle = len(customer_ids) // 2

@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
+import redis
 from elasticsearch import Elasticsearch
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
@@ -20,6 +22,8 @@ from prometheus_client import REGISTRY
 from api.main import create_app
 from resources.config_store.api_keys import ApiKeyRepository
 from resources.config_store.database import session_factory
+from resources.index_names import type_alias
+from resources.publication import generation_key
 from resources.segment_export import ExportCursor
 from resources.settings import Settings
 from tests.published_segments import CALCULATED_AT, publish
@@ -158,7 +162,7 @@ def test_a_repeated_lookup_is_a_cache_hit(served) -> None:
     client, headers, _ = served
 
     def hits() -> float:  # this process's near cache, or Redis
-        return sum(metric("segmentation_cache_lookups_total", kind="c", result=r) for r in ("hit", "hit_near"))
+        return sum(metric("segmentation_cache_lookups_total", kind="m", result=r) for r in ("hit", "hit_near"))
 
     def searches() -> float:
         return metric("segmentation_elasticsearch_request_duration_seconds_count", operation="customer_segments", outcome="ok")
@@ -169,6 +173,25 @@ def test_a_repeated_lookup_is_a_cache_hit(served) -> None:
     assert response.json()["segments"] == expected_segments("cust-0007", PUBLISHED)
     assert hits() == before + 1
     assert searches() == searched
+
+
+def test_the_cache_holds_segment_ids_by_index_not_the_answer(served) -> None:
+    client, headers, settings = served
+    customer = "cust-0011"
+    response = client.get(f"/v1/customers/{customer}/segments", headers=headers)
+    cache = redis.Redis.from_url(settings.redis_url)
+    generation = int(cache.get(generation_key(settings.index_prefix)))
+    entry = orjson.loads(cache.get(f"{settings.index_prefix}:lookup:{generation}:m:{customer}"))
+    served_index = {
+        segment_type: next(iter(Elasticsearch(settings.elasticsearch_url).indices.get_alias(name=type_alias(settings.index_prefix, segment_type))))
+        for segment_type in ("new_customers", "frequent_buyers")
+    }
+    expected = {
+        served_index[segment_type]: sorted(s for s, (_, members) in segments.items() if customer in members)
+        for segment_type, segments in PUBLISHED.items()
+    }
+    assert entry == {index: ids for index, ids in expected.items() if ids}
+    assert response.json()["segments"] == expected_segments(customer, PUBLISHED)
 
 
 @pytest.mark.parametrize(

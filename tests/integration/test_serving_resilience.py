@@ -11,14 +11,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import redis
+from elasticsearch import Elasticsearch
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
 from api.main import create_app
 from resources.config_store.api_keys import ApiKeyRepository
 from resources.config_store.database import session_factory
+from resources.index_names import type_alias
 from resources.publication import generation_key
 from resources.settings import Settings
 from tests.published_segments import publish
@@ -135,9 +138,9 @@ def test_with_redis_unreachable_lookups_stay_correct_and_the_errors_are_counted(
     redis_proxy.forward()
     time.sleep(OPEN_SECONDS + 0.1)  # the Redis breaker's open period
     assert_correct(client, headers, "c007")
-    hits = metric("segmentation_cache_lookups_total", kind="c", result="hit")
+    hits = metric("segmentation_cache_lookups_total", kind="m", result="hit")
     assert_correct(client, headers, "c007")
-    assert metric("segmentation_cache_lookups_total", kind="c", result="hit") == hits + 1
+    assert metric("segmentation_cache_lookups_total", kind="m", result="hit") == hits + 1
 
 
 def test_with_elasticsearch_down_cached_answers_are_served_and_the_rest_fail_fast(api, api_roomy) -> None:
@@ -224,8 +227,9 @@ def test_the_generation_never_goes_backwards(setup, proxies, settings: Settings)
         assert_correct(api, headers, "c010")
     # Redis comes back from an old snapshot: the counter at 2, and an answer cached back then.
     client.set(key, 2)
-    stale = b'[{"segment_id":"seg-stale","name":"old","segment_type":"new_customers","store_id":null,"category":null,"city":null,"country":null,"labels":{},"calculated_at":"2020-01-01T00:00:00Z"}]'
-    client.set(f"{settings.index_prefix}:lookup:2:c:c010", stale)
+    served = next(iter(Elasticsearch(settings.elasticsearch_url).indices.get_alias(name=type_alias(settings.index_prefix, "new_customers"))))
+    stale = orjson.dumps({served: ["seg-b"]})  # c010 is in seg-a only
+    client.set(f"{settings.index_prefix}:lookup:2:m:c010", stale)
     with TestClient(create_app(proxied)) as restarted:  # the floor comes from the file, not from memory
         assert_correct(restarted, headers, "c010")
     assert int(client.get(key)) == 8
