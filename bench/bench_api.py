@@ -173,10 +173,11 @@ function done(summary, latency, requests)
     for status, n in pairs(thread:get("statuses")) do io.write(string.format("STATUS %d %d\n", status, n)) end
   end
   io.write(string.format("RESULT {{\"requests\": %d, \"duration_us\": %d, \"non2xx\": %d, \"errors\": %d, "
-    .. "\"p50\": %d, \"p75\": %d, \"p99\": %d}}\n",
+    .. "\"p50\": %d, \"p75\": %d, \"p90\": %d, \"p99\": %d, \"p999\": %d, \"max\": %d}}\n",
     summary.requests, summary.duration, summary.errors.status,
     summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    latency:percentile(50), latency:percentile(75), latency:percentile(99)))
+    latency:percentile(50), latency:percentile(75), latency:percentile(90), latency:percentile(99),
+    latency:percentile(99.9), latency.max))
 end
 """
 
@@ -221,7 +222,10 @@ class Measure:
     requests_per_second: float
     p50_ms: float
     p75_ms: float
+    p90_ms: float
     p99_ms: float
+    p999_ms: float
+    max_ms: float
     non2xx: int
     errors: int
 
@@ -247,7 +251,10 @@ def run_wrk(url: str, case: str, *, key: str, connections: int, threads: int, se
         requests_per_second=(result["requests"] - result["non2xx"]) / (result["duration_us"] / 1e6),
         p50_ms=result["p50"] / 1000,
         p75_ms=result["p75"] / 1000,
+        p90_ms=result["p90"] / 1000,
         p99_ms=result["p99"] / 1000,
+        p999_ms=result["p999"] / 1000,
+        max_ms=result["max"] / 1000,
         non2xx=result["non2xx"],
         errors=result["errors"],
     )
@@ -406,7 +413,8 @@ def main() -> int:
             half = measure(case, connections, delay_ms, seconds)
             results[case] = (peak, half)
             print(f"  {case:<9} peak {peak.requests_per_second:8.0f} req/s; at half: {half.requests_per_second:7.0f} req/s "
-                  f"p50 {half.p50_ms:.2f} ms p75 {half.p75_ms:.2f} ms p99 {half.p99_ms:.2f} ms", flush=True)
+                  f"p50 {half.p50_ms:.2f} ms p75 {half.p75_ms:.2f} ms p90 {half.p90_ms:.2f} ms p99 {half.p99_ms:.2f} ms "
+                  f"p99.9 {half.p999_ms:.2f} ms max {half.max_ms:.2f} ms ({connections} connections, {delay_ms} ms apart)", flush=True)
 
         print()
         print(f"{segments:,} segments, {memberships:,} memberships, {customers:,} customers; index built in {build_seconds:.0f}s; "
