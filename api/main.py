@@ -89,7 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             segments=SegmentRepository(sessions),
             config_store=config_store,
             api_keys=ApiKeyCache(ApiKeyRepository(sessions), config_store=config_store),
-            lookups=SegmentLookups(reader, cache),
+            lookups=SegmentLookups(reader, cache, near_entries=settings.lookup_near_cache_entries),
             export=SegmentExport(reader, settings.api_export_budget_seconds),
             readiness=Readiness(es, redis, engine_for(settings.database_url)),
         )

@@ -165,13 +165,14 @@ class LookupCache:
     def _key(self, generation: int, kind: str, item: str) -> str:
         return f"{self._prefix}:lookup:{generation}:{kind}:{item}"
 
-    async def get_many(self, generation: int, kind: str, items: list[str]) -> dict[str, bytes]:
-        """item -> cached value for those in the cache (this process's, then Redis); the rest are misses."""
+    async def get_many(self, generation: int, kind: str, items: list[str], *, near: bool = True) -> dict[str, bytes]:
+        """item -> cached value for those in the cache (this process's, unless `near` is off, then
+        Redis); the rest are misses."""
         found: dict[str, bytes] = {}
         wanted: dict[str, str] = {}  # Redis key -> item
         for item in items:
             key = self._key(generation, kind, item)
-            value = self._near.get(key)
+            value = self._near.get(key) if near else None
             if value is None:
                 wanted[key] = item
             else:
@@ -186,7 +187,8 @@ class LookupCache:
             for (key, item), value in zip(wanted.items(), values):
                 if value is not None:
                     found[item] = value
-                    self._near.put(key, value)
+                    if near:
+                        self._near.put(key, value)
                     hits += 1
         if hits:
             CACHE_LOOKUPS.labels(kind, "hit").inc(hits)
@@ -194,12 +196,13 @@ class LookupCache:
             CACHE_LOOKUPS.labels(kind, "miss").inc(len(wanted) - hits)
         return found
 
-    async def put_many(self, generation: int, kind: str, values: dict[str, bytes]) -> None:
+    async def put_many(self, generation: int, kind: str, values: dict[str, bytes], *, near: bool = True) -> None:
         if not values:
             return
         keyed = {self._key(generation, kind, item): value for item, value in values.items()}
-        for key, value in keyed.items():
-            self._near.put(key, value)
+        if near:
+            for key, value in keyed.items():
+                self._near.put(key, value)
 
         if len(keyed) == 1:
             [(key, value)] = keyed.items()

@@ -10,6 +10,9 @@ batch's writes to it are small. Every filter is applied in the process, so one e
 Catalogs are cached too, so that with Elasticsearch unavailable a process that has never read
 an index can still answer from the cache. Whatever the cache holds for the current generation is
 answered; the rest raises `SearchUnavailable`.
+
+The near cache of a process holds answers rather than entries: a repeated lookup, the commonest,
+is then neither read from Redis nor joined again.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from typing import Any
 
 import orjson
 
-from resources.lookup_cache import LookupCache
+from resources.lookup_cache import LookupCache, NearCache
 from resources.segment_reader import SegmentReader
+from resources.serving_metrics import CACHE_LOOKUPS
 
 MEMBERSHIPS = "m"  # a customer's segment ids, by index
 SEGMENT = "s"  # a segment's summary
@@ -30,9 +34,10 @@ Catalog = dict[str, dict[str, Any]]
 
 
 class SegmentLookups:
-    def __init__(self, reader: SegmentReader, cache: LookupCache) -> None:
+    def __init__(self, reader: SegmentReader, cache: LookupCache, *, near_entries: int = 0) -> None:
         self.reader = reader
         self.cache = cache
+        self._answers = NearCache(near_entries)  # f"{generation}:{customer_id}" -> the answer's JSON
 
     async def customer_segments(self, customer_id: str) -> list[dict[str, Any]]:
         return orjson.loads((await self.serialized_segments([customer_id]))[customer_id])
@@ -41,16 +46,32 @@ class SegmentLookups:
         """customer_id -> its segment list as JSON, sorted by segment id, for each distinct id given:
         MGET, then one search for the misses. An answer without filters embeds these bytes as they are."""
         generation = await self.cache.generation()
-        cached: dict[str, bytes] = {}
-        if generation is not None:
-            cached = await self.cache.get_many(generation, MEMBERSHIPS, customer_ids)
+        if generation is None:  # Redis cannot say which calculation is served: no cache at all
+            memberships = await self.reader.memberships_of(customer_ids)
+            return await self._answer(None, memberships)
+        answers: dict[str, bytes] = {}
+        for customer_id in customer_ids:
+            if (answer := self._answers.get(f"{generation}:{customer_id}")) is not None:
+                answers[customer_id] = answer
+        if answers:
+            CACHE_LOOKUPS.labels(MEMBERSHIPS, "hit_near").inc(len(answers))
+        rest = [c for c in customer_ids if c not in answers]
+        if not rest:
+            return answers
+        cached = await self.cache.get_many(generation, MEMBERSHIPS, rest, near=False)
         memberships = {c: orjson.loads(entry) for c, entry in cached.items()}
-        misses = [c for c in customer_ids if c not in cached]
+        misses = [c for c in rest if c not in cached]
         if misses:
             fetched = await self.reader.memberships_of(misses)
-            if generation is not None:
-                await self.cache.put_many(generation, MEMBERSHIPS, {c: orjson.dumps(m) for c, m in fetched.items()})
+            await self.cache.put_many(generation, MEMBERSHIPS, {c: orjson.dumps(m) for c, m in fetched.items()}, near=False)
             memberships.update(fetched)
+        joined = await self._answer(generation, memberships)
+        for customer_id, answer in joined.items():
+            self._answers.put(f"{generation}:{customer_id}", answer)
+        answers.update(joined)
+        return answers
+
+    async def _answer(self, generation: int | None, memberships: dict[str, dict[str, list[str]]]) -> dict[str, bytes]:
         catalogs = await self._catalogs(generation, {index for held in memberships.values() for index in held})
         return {c: _segment_list(held, catalogs) for c, held in memberships.items()}
 
