@@ -1,8 +1,9 @@
 """Every Elasticsearch request of the API runs inside a time budget and behind a circuit breaker.
 
-A request that fails, times out or finds the breaker open raises `SearchUnavailable`, which the
-API answers with 503 and `Retry-After` (SPEC 8: fail fast rather than hang). The client's own
-retries (`max_retries`) happen inside the budget, so a retry never makes a request slower than it.
+A request that fails, times out, finds the breaker open or answers from only some of its shards
+raises `SearchUnavailable`, which the API answers with 503 and `Retry-After` (SPEC 8: fail fast
+rather than hang). The client's own retries (`max_retries`) happen inside the budget, so a retry
+never makes a request slower than it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,22 @@ class SearchUnavailable(Exception):
     def __init__(self, message: str, retry_after_seconds: int) -> None:
         super().__init__(message)
         self.retry_after_seconds = retry_after_seconds
+
+
+class PartialAnswer(Exception):
+    """A search that some shards failed: its hits are not the whole answer, so none is served
+    (nor cached for the generation)."""
+
+    def __init__(self, failed_shards: int) -> None:
+        super().__init__(f"{failed_shards} shards failed")
+        self.failed_shards = failed_shards
+
+
+def _failed_shards(result: Any) -> int:
+    body = getattr(result, "body", None)
+    if not isinstance(body, dict):
+        return 0
+    return int((body.get("_shards") or {}).get("failed") or 0)
 
 
 def _is_client_error(error: ApiError) -> bool:
@@ -97,6 +114,8 @@ class SearchGuard:
             async with breaker:
                 async with asyncio.timeout(budget):
                     result = await call()
+                if failed := _failed_shards(result):
+                    raise PartialAnswer(failed)  # inside the breaker: failing shards are a sick cluster
             outcome = "ok"
             return result
         except OpenedState as open_state:
@@ -105,6 +124,9 @@ class SearchGuard:
                 "Elasticsearch is unavailable (circuit open); answers not in the cache cannot be served",
                 retry_after(open_state, self._open_seconds),
             ) from None
+        except PartialAnswer as partial:
+            outcome = "partial"
+            raise SearchUnavailable(f"Elasticsearch answered from part of the index only ({partial})", 1) from None
         except TimeoutError:
             outcome = "timeout"
             raise SearchUnavailable(f"Elasticsearch did not answer within {budget * 1000:.0f} ms", 1) from None

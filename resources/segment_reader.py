@@ -29,8 +29,9 @@ MAX_HITS = 10_000
 CUSTOMERS_PER_BUDGET = 250
 CATALOGS_KEPT = 32  # indices: a few generations of every segment type
 NO_STORED_FIELDS = ["_none_"]
-# What a lookup reads of each hit; the rest (`_score`, `_shards`, ...) is not even sent.
-HIT_FIELDS = ["hits.hits._index", "hits.hits.fields", "hits.hits.matched_queries"]
+# What a lookup reads of its answer (whether a shard failed, and of each hit what says which
+# customers hold which segment); the rest (`took`, `_score`, ...) is not even sent.
+HIT_FIELDS = ["_shards.failed", "hits.hits._index", "hits.hits.fields", "hits.hits.matched_queries"]
 
 
 class IndexGone(LookupError):
