@@ -83,13 +83,15 @@ class SegmentLookups:
                 catalogs[index] = catalog
         missing = [index for index in indices if index not in catalogs]
         if missing and generation is not None:
-            for index, serialized in (await self.cache.get_many(generation, CATALOG, missing)).items():
+            # Not in the near cache: the reader keeps the catalogs it holds, parsed, in a bounded LRU.
+            for index, serialized in (await self.cache.get_many(generation, CATALOG, missing, near=False)).items():
                 catalogs[index] = self.reader.adopt_catalog(index, serialized)
             missing = [index for index in missing if index not in catalogs]
         if missing:
             read = dict(zip(missing, await asyncio.gather(*(self.reader.catalog(index) for index in missing))))
             if generation is not None:
-                await self.cache.put_many(generation, CATALOG, {i: self.reader.serialized_catalog(c) for i, c in read.items()})
+                serialized_catalogs = {i: self.reader.serialized_catalog(c) for i, c in read.items()}
+                await self.cache.put_many(generation, CATALOG, serialized_catalogs, near=False)
             catalogs.update(read)
         return catalogs
 
