@@ -389,8 +389,8 @@ def main() -> int:
                 print(f"    {case}: {errors:.0f} Redis operations failed or skipped (breaker open)", flush=True)
             return result
 
-        # A warm-up of every path, not measured. The cases that search take longer: Elasticsearch
-        # answers a batch in half the time once its JIT has compiled the search path (measured).
+        # A warm-up of every path, not measured. The cases that search take longer: right after
+        # Elasticsearch started, batches peaked at 61-93 req/s, against 111-163 once it had run a while.
         for case in args.cases:
             measure(case, 8, 0, args.warmup if case in ("miss", "batch100") else 1)
 
