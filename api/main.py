@@ -81,7 +81,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ttl_seconds=settings.lookup_cache_ttl_seconds,
             refresh_seconds=settings.lookup_generation_refresh_seconds,
             generation_file=generation_file(settings),
-            near_entries=settings.lookup_near_cache_entries,
         )
         config_store = ConfigStoreGuard(breakers, open_seconds=settings.api_breaker_open_seconds)
         state = AppState(

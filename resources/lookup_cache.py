@@ -9,8 +9,8 @@ about that long. The highest generation seen is also kept in a small file: if Re
 lower one (restored from an older snapshot, or the key evicted), the counter is raised past it, so
 entries written under a generation that was already used are never read again.
 
-Each process also keeps the answers it saw last in a bounded near cache (same keys), which
-saves the Redis round trip for the customers asked about most.
+`NearCache` is the bounded in-process cache that resources/segment_lookups.py keeps in front of
+this one, for the answers asked about most.
 
 Redis errors never fail a lookup: the cache is bypassed and the error counted; a circuit breaker
 skips Redis altogether for a while when it keeps failing, so a dead Redis costs no timeouts.
@@ -117,11 +117,9 @@ class LookupCache:
         ttl_seconds: int,
         refresh_seconds: float,
         generation_file: GenerationFile,
-        near_entries: int = 0,
     ) -> None:
         self._redis = client
         self._set_many = client.register_script(_SET_MANY)
-        self._near = NearCache(near_entries)
         self._prefix = prefix
         self._breakers = breakers
         self._breaker: Any = None
@@ -165,30 +163,18 @@ class LookupCache:
     def _key(self, generation: int, kind: str, item: str) -> str:
         return f"{self._prefix}:lookup:{generation}:{kind}:{item}"
 
-    async def get_many(self, generation: int, kind: str, items: list[str], *, near: bool = True) -> dict[str, bytes]:
-        """item -> cached value for those in the cache (this process's, unless `near` is off, then
-        Redis); the rest are misses."""
+    async def get_many(self, generation: int, kind: str, items: list[str]) -> dict[str, bytes]:
+        """item -> cached value for those in Redis; the rest are misses."""
         found: dict[str, bytes] = {}
-        wanted: dict[str, str] = {}  # Redis key -> item
-        for item in items:
-            key = self._key(generation, kind, item)
-            value = self._near.get(key) if near else None
-            if value is None:
-                wanted[key] = item
-            else:
-                found[item] = value
-        if found:
-            CACHE_LOOKUPS.labels(kind, "hit_near").inc(len(found))
-        if not wanted:
+        if not items:
             return found
+        wanted = {self._key(generation, kind, item): item for item in items}  # Redis key -> item
         ok, values = await self._call("get", lambda: self._redis.mget(list(wanted)))
         hits = 0
         if ok and values is not None:
-            for (key, item), value in zip(wanted.items(), values):
+            for item, value in zip(wanted.values(), values):
                 if value is not None:
                     found[item] = value
-                    if near:
-                        self._near.put(key, value)
                     hits += 1
         if hits:
             CACHE_LOOKUPS.labels(kind, "hit").inc(hits)
@@ -196,13 +182,10 @@ class LookupCache:
             CACHE_LOOKUPS.labels(kind, "miss").inc(len(wanted) - hits)
         return found
 
-    async def put_many(self, generation: int, kind: str, values: dict[str, bytes], *, near: bool = True) -> None:
+    async def put_many(self, generation: int, kind: str, values: dict[str, bytes]) -> None:
         if not values:
             return
         keyed = {self._key(generation, kind, item): value for item, value in values.items()}
-        if near:
-            for key, value in keyed.items():
-                self._near.put(key, value)
 
         if len(keyed) == 1:
             [(key, value)] = keyed.items()

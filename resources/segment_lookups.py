@@ -11,8 +11,10 @@ Catalogs are cached too, so that with Elasticsearch unavailable a process that h
 an index can still answer from the cache. Whatever the cache holds for the current generation is
 answered; the rest raises `SearchUnavailable`.
 
-The near cache of a process holds answers rather than entries: a repeated lookup, the commonest,
-is then neither read from Redis nor joined again.
+In front of Redis, each process keeps the answers (and segment summaries) it made last in a
+bounded near cache, keyed by generation like Redis: a repeated lookup, the commonest, is then
+neither read from Redis nor joined again. Catalogs stay out of it: the reader keeps the ones it
+holds, parsed, in an LRU of its own.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class SegmentLookups:
     def __init__(self, reader: SegmentReader, cache: LookupCache, *, near_entries: int = 0) -> None:
         self.reader = reader
         self.cache = cache
-        self._answers = NearCache(near_entries)  # f"{generation}:{customer_id}" -> the answer's JSON
+        self._near = NearCache(near_entries)  # f"{generation}:{kind}:{item}" -> an answer's JSON
 
     async def customer_segments(self, customer_id: str) -> list[dict[str, Any]]:
         return orjson.loads((await self.serialized_segments([customer_id]))[customer_id])
@@ -49,27 +51,34 @@ class SegmentLookups:
         if generation is None:  # Redis cannot say which calculation is served: no cache at all
             memberships = await self.reader.memberships_of(customer_ids)
             return await self._answer(None, memberships)
-        answers: dict[str, bytes] = {}
-        for customer_id in customer_ids:
-            if (answer := self._answers.get(f"{generation}:{customer_id}")) is not None:
-                answers[customer_id] = answer
-        if answers:
-            CACHE_LOOKUPS.labels(MEMBERSHIPS, "hit_near").inc(len(answers))
+        answers = self._near_get(generation, MEMBERSHIPS, customer_ids)
         rest = [c for c in customer_ids if c not in answers]
         if not rest:
             return answers
-        cached = await self.cache.get_many(generation, MEMBERSHIPS, rest, near=False)
+        cached = await self.cache.get_many(generation, MEMBERSHIPS, rest)
         memberships = {c: orjson.loads(entry) for c, entry in cached.items()}
         misses = [c for c in rest if c not in cached]
         if misses:
             fetched = await self.reader.memberships_of(misses)
-            await self.cache.put_many(generation, MEMBERSHIPS, {c: orjson.dumps(m) for c, m in fetched.items()}, near=False)
+            await self.cache.put_many(generation, MEMBERSHIPS, {c: orjson.dumps(m) for c, m in fetched.items()})
             memberships.update(fetched)
         joined = await self._answer(generation, memberships)
-        for customer_id, answer in joined.items():
-            self._answers.put(f"{generation}:{customer_id}", answer)
+        self._near_put(generation, MEMBERSHIPS, joined)
         answers.update(joined)
         return answers
+
+    def _near_get(self, generation: int, kind: str, items: list[str]) -> dict[str, bytes]:
+        found = {}
+        for item in items:
+            if (value := self._near.get(f"{generation}:{kind}:{item}")) is not None:
+                found[item] = value
+        if found:
+            CACHE_LOOKUPS.labels(kind, "hit_near").inc(len(found))
+        return found
+
+    def _near_put(self, generation: int, kind: str, values: dict[str, bytes]) -> None:
+        for item, value in values.items():
+            self._near.put(f"{generation}:{kind}:{item}", value)
 
     async def _answer(self, generation: int | None, memberships: dict[str, dict[str, list[str]]]) -> dict[str, bytes]:
         catalogs = await self._catalogs(generation, {index for held in memberships.values() for index in held})
@@ -83,15 +92,14 @@ class SegmentLookups:
                 catalogs[index] = catalog
         missing = [index for index in indices if index not in catalogs]
         if missing and generation is not None:
-            # Not in the near cache: the reader keeps the catalogs it holds, parsed, in a bounded LRU.
-            for index, serialized in (await self.cache.get_many(generation, CATALOG, missing, near=False)).items():
+            for index, serialized in (await self.cache.get_many(generation, CATALOG, missing)).items():
                 catalogs[index] = self.reader.adopt_catalog(index, serialized)
             missing = [index for index in missing if index not in catalogs]
         if missing:
             read = dict(zip(missing, await asyncio.gather(*(self.reader.catalog(index) for index in missing))))
             if generation is not None:
                 serialized_catalogs = {i: self.reader.serialized_catalog(c) for i, c in read.items()}
-                await self.cache.put_many(generation, CATALOG, serialized_catalogs, near=False)
+                await self.cache.put_many(generation, CATALOG, serialized_catalogs)
             catalogs.update(read)
         return catalogs
 
@@ -99,12 +107,17 @@ class SegmentLookups:
         """member_count, calculated_at, chunks and index of the served calculation, or None."""
         generation = await self.cache.generation()
         if generation is not None:
-            cached = await self.cache.get_many(generation, SEGMENT, [segment_id])
+            cached = self._near_get(generation, SEGMENT, [segment_id])
+            if not cached:
+                cached = await self.cache.get_many(generation, SEGMENT, [segment_id])
+                self._near_put(generation, SEGMENT, cached)
             if segment_id in cached:
                 return orjson.loads(cached[segment_id])
         summary = await self.reader.segment_summary(segment_id)  # None (not served) is cached too
         if generation is not None:
-            await self.cache.put_many(generation, SEGMENT, {segment_id: orjson.dumps(summary)})
+            serialized = {segment_id: orjson.dumps(summary)}
+            await self.cache.put_many(generation, SEGMENT, serialized)
+            self._near_put(generation, SEGMENT, serialized)
         return summary
 
 
