@@ -12,7 +12,7 @@ import pytest
 
 from resources.lake import Lake
 from resources.segment_index import chunk_documents, chunk_documents_from_arrow
-from resources.segment_results import _sorted, _sorted_fixed_width, segment_documents
+from resources.segment_results import ResultsUnreadable, _sorted, _sorted_fixed_width, segment_documents
 from tests.integration.results_folder import write_results
 
 
@@ -58,6 +58,41 @@ def test_segments_come_back_whole_and_sorted_whatever_the_file_order(tmp_path: P
     got = {(d["segment_id"], d["chunk"]): d["customer_ids"] for d in documents}
     assert got == {("a", 0): ["c1", "c2"], ("a", 1): ["c3"], ("b", 0): ["c9"], ("zero", 0): []}
     assert {d["segment_id"]: d["member_count"] for d in documents} == {"a": 3, "b": 1, "zero": 0}
+
+
+def _one_results_file(tmp_path: Path, rows: dict[str, list], **write_options) -> tuple[Lake, Path, dict]:
+    lake = Lake(str(tmp_path / "lake"))
+    segments = {s: [] for s in rows["segment_id"] if s is not None}
+    manifest = write_results(str(tmp_path / "lake"), "new_customers", "2026-11-25", segments)
+    folder = Path(lake.results_dir("new_customers", "2026-11-25"))
+    for old in folder.glob("*.parquet"):
+        old.unlink()
+    pq.write_table(pa.table(rows), folder / "part-00000.parquet", **write_options)
+    return lake, folder, manifest
+
+
+def test_segments_spread_over_row_groups_with_their_own_dictionaries_come_back_whole(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    members = {s: {f"c{n:05d}" for n in rng.choice(20_000, size=size, replace=False)} for s, size in [("a", 700), ("b", 1), ("c", 300)]}
+    rows = [(s, c) for s, ids in members.items() for c in ids]
+    rows = [rows[i] for i in rng.permutation(len(rows))]
+    # Row groups of 100 rows, each with its own dictionary of segment ids in its own order.
+    lake, folder, manifest = _one_results_file(
+        tmp_path, {"segment_id": [s for s, _ in rows], "customer_id": [c for _, c in rows]}, row_group_size=100
+    )
+    for segment in manifest["segments"]:
+        segment["member_count"] = len(members[segment["segment_id"]])
+
+    documents = [orjson.loads(orjson.dumps(d)) for d in segment_documents(lake, str(folder), manifest, 10_000)]
+
+    assert {d["segment_id"]: d["customer_ids"] for d in documents} == {s: sorted(ids) for s, ids in members.items()}
+
+
+def test_a_membership_without_a_segment_id_makes_the_file_unreadable(tmp_path: Path) -> None:
+    lake, folder, manifest = _one_results_file(tmp_path, {"segment_id": ["a", None, "a"], "customer_id": ["c1", "c2", "c3"]})
+
+    with pytest.raises(ResultsUnreadable, match="part-00000.parquet has memberships without a segment_id"):
+        list(segment_documents(lake, str(folder), manifest, 10))
 
 
 @pytest.mark.parametrize("string_type", [pa.string(), pa.large_string()])
