@@ -7,8 +7,10 @@ retries, refresh and replicas restored, completeness check, `_meta`, atomic alia
 generation, retention. The baseline, in the same run on the same machine, sends the same chunk
 documents, built and serialized (orjson) beforehand and held in memory, with a plain
 `helpers.parallel_bulk` loop into an index with the same mapping and load settings, and does
-nothing else: no Parquet, no sort, no refresh, no check, no switch. The last column shows the
-refresh the baseline leaves undone, as part of the gap no publisher can avoid.
+nothing else: no Parquet, no sort, no refresh, no check, no switch. A column shows the refresh
+the baseline leaves undone, as part of the gap no publisher can avoid. The switch starts a merge
+of the served index into one Lucene segment; the last column shows its seconds, waited for after
+the project's timing, so that no run shares the CPU with it.
 
 Each (chunk size, workers, bulk size) is measured `--repeat` times, project and baseline back to
 back, alternating which goes first; the table shows medians, and the ratio is the median of the
@@ -103,8 +105,11 @@ class Config:
     bulk_mb: int
 
 
-def project_seconds(es: Elasticsearch, client: redis.Redis, lake: Lake, prefix: str, config: Config) -> float:
-    """Parquet to a switched alias, through the code the index and alias assets run."""
+def project_seconds(es: Elasticsearch, client: redis.Redis, lake: Lake, prefix: str, config: Config) -> tuple[float, float]:
+    """Parquet to a switched alias, through the code the index and alias assets run; then the
+    seconds of the merge into one Lucene segment that the switch starts, waited for out of the
+    timing: readers are served already, and the next run, the baseline's too, must not share the
+    CPU with it."""
     writer = SegmentIndexWriter(es, prefix)
     settings = IngestionSettings(
         chunk_size=config.chunk_size, bulk=BulkSettings(workers=config.workers, max_request_bytes=config.bulk_mb << 20)
@@ -115,8 +120,12 @@ def project_seconds(es: Elasticsearch, client: redis.Redis, lake: Lake, prefix: 
         report = ingest_calculation(writer, lake, SEGMENT_TYPE, PARTITION, run_id, settings)
         if not report.complete:
             raise RuntimeError(f"incomplete index: {report.mismatches}")
-        publish_index(writer, client, SEGMENT_TYPE, report.index, retention=1)
-    return time.perf_counter() - started
+        move = publish_index(writer, client, SEGMENT_TYPE, report.index, retention=1)
+    seconds = time.perf_counter() - started
+    if not (move.compaction or "").startswith("task "):
+        raise RuntimeError(f"no merge after the switch: {move.compaction}")
+    es.tasks.get(task_id=move.compaction.removeprefix("task "), wait_for_completion=True, timeout="300s")
+    return seconds, time.perf_counter() - started - seconds
 
 
 def baseline_seconds(es: Elasticsearch, documents: list[tuple[str, bytes]], prefix: str, config: Config) -> tuple[float, float]:
@@ -148,6 +157,7 @@ class Measurement:
     baseline: float  # median seconds
     ratio: float  # median over the pairs of baseline / project, each pair run back to back
     refresh: float  # median seconds of the refresh the baseline leaves undone
+    merge: float  # median seconds of the project's merge after the switch, outside its timing
 
 
 def measure(es, client, lake, prefix, config: Config, repeat: int) -> Measurement:
@@ -164,11 +174,11 @@ def measure(es, client, lake, prefix, config: Config, repeat: int) -> Measuremen
         attempt += 1
         try:
             if attempt % 2:
-                project = project_seconds(es, client, lake, prefix, config)
+                project, merge = project_seconds(es, client, lake, prefix, config)
                 baseline, refresh = baseline_seconds(es, documents, prefix, config)
             else:
                 baseline, refresh = baseline_seconds(es, documents, prefix, config)
-                project = project_seconds(es, client, lake, prefix, config)
+                project, merge = project_seconds(es, client, lake, prefix, config)
         except helpers.BulkIndexError as error:
             # The plain loop has no retries: a rejection (429 under indexing pressure) voids the pair.
             statuses = sorted({next(iter(e.values())).get("status") for e in error.errors})
@@ -177,10 +187,14 @@ def measure(es, client, lake, prefix, config: Config, repeat: int) -> Measuremen
             if attempt > 3 * repeat:
                 raise
             continue
-        pairs.append((project, baseline, refresh))
+        pairs.append((project, baseline, refresh, merge))
     median = statistics.median
     return Measurement(
-        median(p for p, _, _ in pairs), median(b for _, b, _ in pairs), median(b / p for p, b, _ in pairs), median(r for _, _, r in pairs)
+        median(p[0] for p in pairs),
+        median(p[1] for p in pairs),
+        median(p[1] / p[0] for p in pairs),
+        median(p[2] for p in pairs),
+        median(p[3] for p in pairs),
     )
 
 
@@ -213,9 +227,9 @@ def main() -> int:
         print(f"{total:,} memberships in {args.segments} segments; Elasticsearch {es_version(es)}; prefix {prefix}")
         print(
             "| chunk size | workers | bulk MB | project s | project memberships/s | baseline s | baseline memberships/s "
-            "| ratio | refresh the baseline skips, s |"
+            "| ratio | refresh the baseline skips, s | merge after the switch, s |"
         )
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         rows: dict[Config, Measurement] = {}
 
         def run(config: Config) -> None:
@@ -223,7 +237,7 @@ def main() -> int:
             rows[config] = m
             print(
                 f"| {config.chunk_size:,} | {config.workers} | {config.bulk_mb} | {m.project:.2f} | {total / m.project:,.0f} "
-                f"| {m.baseline:.2f} | {total / m.baseline:,.0f} | {m.ratio:.2f} | {m.refresh:.2f} |",
+                f"| {m.baseline:.2f} | {total / m.baseline:,.0f} | {m.ratio:.2f} | {m.refresh:.2f} | {m.merge:.2f} |",
                 flush=True,
             )
 

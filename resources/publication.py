@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 import redis
+from elastic_transport import TransportError
+from elasticsearch import ApiError
 
 from resources.segment_index import SegmentIndex, SegmentIndexWriter
 
@@ -46,6 +48,7 @@ class AliasMove:
     generation: int | None  # None when the aliases did not move
     kept_newer: bool = False  # the requested index is older than the served one, which stays
     deleted: list[str] = field(default_factory=list)
+    compaction: str | None = None  # the merge task started on the newly served index, or why none
 
 
 def next_generation(client: redis.Redis, prefix: str, floor: int) -> int:
@@ -86,8 +89,16 @@ def publish_index(
         move = AliasMove(newest_served.name, [newest_served.name], None, kept_newer=True)
     else:
         previous, generation = _switch(writer, client, segment_type, index)
-        move = AliasMove(index, previous, generation)
+        move = AliasMove(index, previous, generation, compaction=_start_compaction(writer, index))
     return replace(move, deleted=apply_retention(writer, segment_type, retention))
+
+
+def _start_compaction(writer: SegmentIndexWriter, index: str) -> str:
+    """The merge is only an optimization of an index already served: it never fails the publish."""
+    try:
+        return f"task {writer.compact(index)}"
+    except (ApiError, TransportError) as error:
+        return f"not started: {type(error).__name__}: {error}"
 
 
 def roll_back(writer: SegmentIndexWriter, client: redis.Redis, segment_type: str, to: str | None = None) -> AliasMove:

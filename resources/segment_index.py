@@ -193,6 +193,14 @@ class SegmentIndexWriter:
             index=index, wait_for_status="green", timeout=f"{wait_seconds}s"
         )
 
+    def compact(self, index: str) -> str:
+        """Starts merging a loaded index into one Lucene segment; answers the merge task's id.
+
+        A served index never changes, and a lookup seeks each customer id once per Lucene segment:
+        one segment per index made batches of 100 a fifth cheaper for Elasticsearch (bench_api).
+        Publishing does not wait for it: readers are served from the index while it merges."""
+        return str(self._es.indices.forcemerge(index=index, max_num_segments=1, wait_for_completion=False)["task"])
+
     def store_bytes(self, index: str) -> int:
         stats = self._es.indices.stats(index=index, metric="store")
         return int(stats["indices"][index]["primaries"]["store"]["size_in_bytes"])

@@ -169,6 +169,8 @@ def _alias_metadata(requested: str, move: AliasMove) -> dict[str, Any]:
     }
     if move.generation is not None:
         metadata["generation"] = move.generation
+    if move.compaction is not None:
+        metadata["compaction"] = move.compaction
     return _metadata(metadata)
 
 

@@ -181,3 +181,52 @@ def test_a_scheduled_job_leaves_no_lock_behind(namespace, instance, selection) -
     assert result.success
     assert lock_holder(namespace) is None
     assert (served(namespace) != []) == ("alias" in selection)
+
+
+def lucene_segments(es: Elasticsearch, index: str) -> int:
+    return int(es.indices.stats(index=index, metric="segments")["indices"][index]["primaries"]["segments"]["count"])
+
+
+def test_a_published_index_is_merged_into_one_lucene_segment_while_it_serves(namespace, instance) -> None:
+    calculation(namespace, 9)
+    built = publish(namespace, "2026-11-09", instance, steps=("index",))
+    assert built.success, failure_text(built)
+    new_index = materialization(built, "index")["index"]
+    es = Elasticsearch(namespace.elasticsearch_url)
+    # More chunk documents, each refreshed on its own: a Lucene segment each, as a large load leaves several.
+    for n in range(3):
+        es.index(index=new_index, id=f"extra#{n}", document={"segment_id": "extra", "chunk": n}, refresh=True)
+    assert lucene_segments(es, new_index) >= 3
+
+    switched = publish(namespace, "2026-11-09", instance, steps=("alias",))
+
+    assert switched.success, failure_text(switched)
+    compaction = materialization(switched, "alias")["compaction"]
+    assert compaction.startswith("task ")
+    es.tasks.get(task_id=compaction.removeprefix("task "), wait_for_completion=True, timeout="60s")
+    assert lucene_segments(es, new_index) == 1
+    assert served(namespace) == [new_index]
+    answered = {(customer, segment) for customer, segment, _ in lookup(es, namespace, CUSTOMERS)}
+    assert answered == {(customer, segment) for segment, members in segments_of(9).items() for customer in members}
+
+
+def test_a_merge_that_cannot_start_does_not_undo_the_switch(namespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    from elastic_transport import ConnectionError as TransportConnectionError
+
+    from resources.publication import publish_index
+    from resources.segment_index import SegmentIndexWriter
+
+    calculation(namespace, 10)
+    built = publish(namespace, "2026-11-10", dg.DagsterInstance.ephemeral(), steps=("index",))
+    assert built.success, failure_text(built)
+    new_index = materialization(built, "index")["index"]
+
+    def refused(self: SegmentIndexWriter, index: str) -> str:
+        raise TransportConnectionError("connection refused")
+
+    monkeypatch.setattr(SegmentIndexWriter, "compact", refused)
+    move = publish_index(writer(namespace), redis.Redis.from_url(namespace.redis_url), TYPE, new_index, retention=3)
+
+    assert move.served == new_index and move.generation is not None
+    assert move.compaction.startswith("not started: ConnectionError")
+    assert served(namespace) == [new_index]
