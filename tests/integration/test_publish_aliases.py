@@ -210,14 +210,14 @@ def test_a_published_index_is_merged_into_one_lucene_segment_while_it_serves(nam
     assert answered == {(customer, segment) for segment, members in segments_of(9).items() for customer in members}
 
 
-def test_a_merge_that_cannot_start_does_not_undo_the_switch(namespace, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_merge_that_cannot_start_does_not_undo_the_switch(namespace, instance, monkeypatch: pytest.MonkeyPatch) -> None:
     from elastic_transport import ConnectionError as TransportConnectionError
 
     from resources.publication import publish_index
     from resources.segment_index import SegmentIndexWriter
 
     calculation(namespace, 10)
-    built = publish(namespace, "2026-11-10", dg.DagsterInstance.ephemeral(), steps=("index",))
+    built = publish(namespace, "2026-11-10", instance, steps=("index",))
     assert built.success, failure_text(built)
     new_index = materialization(built, "index")["index"]
 

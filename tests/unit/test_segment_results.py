@@ -61,9 +61,10 @@ def test_segments_come_back_whole_and_sorted_whatever_the_file_order(tmp_path: P
 
 
 def _one_results_file(tmp_path: Path, rows: dict[str, list], **write_options) -> tuple[Lake, Path, dict]:
+    """A results folder whose only file holds these rows, written as given (no calculation wrote it)."""
     lake = Lake(str(tmp_path / "lake"))
     segments = {s: [] for s in rows["segment_id"] if s is not None}
-    manifest = write_results(str(tmp_path / "lake"), "new_customers", "2026-11-25", segments)
+    manifest = write_results(lake.uri, "new_customers", "2026-11-25", segments)
     folder = Path(lake.results_dir("new_customers", "2026-11-25"))
     for old in folder.glob("*.parquet"):
         old.unlink()
