@@ -71,7 +71,7 @@ def lookup(es: Elasticsearch, settings: Settings, customer_ids: list[str]) -> fr
     named = [{"term": {"customer_ids": {"value": c, "_name": c}}} for c in customer_ids]
     response = es.search(
         index=read_alias(settings.index_prefix),
-        query={"bool": {"filter": [{"bool": {"should": named, "minimum_should_match": 1}}]}},
+        query={"constant_score": {"filter": {"bool": {"filter": [{"terms": {"customer_ids": customer_ids}}], "should": named}}}},
         source=["segment_id", "calculated_at"],
         size=10_000,
         ignore_unavailable=True,
