@@ -78,7 +78,7 @@ def publish_index(
     writer: SegmentIndexWriter, client: redis.Redis, segment_type: str, index: str, retention: int
 ) -> AliasMove:
     """Serves `index` unless a newer calculation is served already (a backfill must not un-publish
-    today's data); then applies retention."""
+    today's data), starting its merge into one Lucene segment; then applies retention."""
     candidate = _servable(writer, segment_type, index)
     indices = {i.name: i for i in writer.type_indices(segment_type)}
     served = [indices[name] for name in writer.served_indices(segment_type) if name in indices]
