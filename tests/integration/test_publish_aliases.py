@@ -9,12 +9,14 @@ from collections.abc import Callable, Iterator
 import dagster as dg
 import pytest
 import redis
+from elastic_transport import ConnectionError as TransportConnectionError
 from elasticsearch import Elasticsearch
 from typer.testing import CliRunner
 
 from cli.main import app
 from definitions import build_definitions, build_resources
-from resources.publication import generation_key
+from resources.publication import generation_key, publish_index
+from resources.segment_index import SegmentIndexWriter
 from resources.settings import Settings, get_settings
 from segmentation_assets.partitions import segment_partitions
 from segmentation_assets.publish import build_alias_asset, build_index_asset
@@ -211,11 +213,6 @@ def test_a_published_index_is_merged_into_one_lucene_segment_while_it_serves(nam
 
 
 def test_a_merge_that_cannot_start_does_not_undo_the_switch(namespace, instance, monkeypatch: pytest.MonkeyPatch) -> None:
-    from elastic_transport import ConnectionError as TransportConnectionError
-
-    from resources.publication import publish_index
-    from resources.segment_index import SegmentIndexWriter
-
     calculation(namespace, 10)
     built = publish(namespace, "2026-11-10", instance, steps=("index",))
     assert built.success, failure_text(built)
