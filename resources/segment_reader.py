@@ -121,17 +121,14 @@ class SegmentReader:
         `customer_ids` itself is never read back. A customer is in at most one chunk document of a
         segment, so hits are segments.
         """
-        held: dict[str, set[tuple[str, str]]] = {c: set() for c in customer_ids}
+        held: dict[str, dict[str, list[str]]] = {c: {} for c in customer_ids}
         await self._collect(list(held), held)
-        memberships: dict[str, dict[str, list[str]]] = {}
-        for customer_id, pairs in held.items():
-            by_index: dict[str, list[str]] = {}
-            for index, segment_id in sorted(pairs):
-                by_index.setdefault(index, []).append(segment_id)
-            memberships[customer_id] = by_index
-        return memberships
+        for by_index in held.values():
+            for segment_ids in by_index.values():
+                segment_ids.sort()
+        return held
 
-    async def _collect(self, customer_ids: list[str], held: dict[str, set[tuple[str, str]]]) -> None:
+    async def _collect(self, customer_ids: list[str], held: dict[str, dict[str, list[str]]]) -> None:
         if len(customer_ids) == 1:
             query: dict[str, Any] = {"bool": {"filter": [{"term": {"customer_ids": customer_ids[0]}}]}}
         else:
@@ -165,11 +162,16 @@ class SegmentReader:
             await self._collect(customer_ids[:middle], held)
             await self._collect(customer_ids[middle:], held)
             return
+        if len(customer_ids) == 1:
+            by_index = held[customer_ids[0]]
+            for hit in hits:
+                by_index.setdefault(hit["_index"], []).append(hit["fields"]["segment_id"][0])
+            return
+        named = dict(zip(map(str, range(len(customer_ids))), customer_ids))  # a clause's name -> its customer
         for hit in hits:
-            pair = (hit["_index"], hit["fields"]["segment_id"][0])
-            holders = [customer_ids[int(i)] for i in hit.get("matched_queries", ())] if len(customer_ids) > 1 else customer_ids
-            for customer_id in holders:
-                held[customer_id].add(pair)
+            index, segment_id = hit["_index"], hit["fields"]["segment_id"][0]
+            for name in hit.get("matched_queries", ()):
+                held[named[name]].setdefault(index, []).append(segment_id)
 
     async def segment_summary(self, segment_id: str) -> dict[str, Any] | None:
         """The served calculation of a segment: member_count, calculated_at, chunks and the concrete index."""
