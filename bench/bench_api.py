@@ -445,7 +445,7 @@ def main() -> int:
         if "hit" in results and "bare" in results:
             ratio = results["hit"][0].requests_per_second / results["bare"][0].requests_per_second
             print()
-            print(f"(b)/(a) peak throughput: {ratio:.2f}")
+            print(f"(b)/(a) peak throughput: {ratio:.3f}")
         return 0
     finally:
         if server is not None:
