@@ -7,10 +7,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+import redis
+from elasticsearch import Elasticsearch
+from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
 from resources.settings import Settings
+from tests import namespaces
 
 
 @pytest.fixture(scope="session")
@@ -26,30 +29,31 @@ def services() -> Settings:
 @pytest.fixture(scope="session")
 def make_namespace(services: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], Settings]]:
     """Settings with their own PostgreSQL schema, index prefix, lake and Dagster home, so tests never
-    see each other's segments nor touch the demo's data; all of it is removed after the session."""
-    from elasticsearch import Elasticsearch
-    import redis
-
+    see each other's segments nor touch the demo's data; all of it is removed after the session,
+    and what an interrupted session left behind is removed before it (tests/namespaces.py)."""
     from resources.config_store.database import upgrade_schema
 
     admin_engine = create_engine(services.database_url)
+    es = Elasticsearch(services.elasticsearch_url)
+    client = redis.Redis.from_url(services.redis_url)
+    for run in namespaces.stale_runs(admin_engine):
+        namespaces.remove(admin_engine, es, client, run)
     created: list[str] = []
 
     def make() -> Settings:
         run = uuid.uuid4().hex[:8]
         created.append(run)
-        with admin_engine.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "test_{run}"'))
+        namespaces.create(admin_engine, run)
         database_url = (
             make_url(services.database_url)
-            .update_query_dict({"options": f"-csearch_path=test_{run}"})
+            .update_query_dict({"options": f"-csearch_path={namespaces.schema_name(run)}"})
             .render_as_string(hide_password=False)
         )
         root: Path = tmp_path_factory.mktemp(f"ns-{run}")
         namespaced = services.model_copy(
             update={
                 "database_url": database_url,
-                "index_prefix": f"test-{run}",
+                "index_prefix": namespaces.index_prefix(run),
                 "lake_uri": str(root / "lake"),
                 "dagster_home": root / "dagster_home",
             }
@@ -59,14 +63,8 @@ def make_namespace(services: Settings, tmp_path_factory: pytest.TempPathFactory)
 
     yield make
 
-    es = Elasticsearch(services.elasticsearch_url)
-    client = redis.Redis.from_url(services.redis_url)
     for run in created:
-        es.indices.delete(index=f"test-{run}-*", allow_no_indices=True, expand_wildcards="all")
-        for key in client.scan_iter(f"test-{run}:*"):
-            client.delete(key)
-        with admin_engine.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA IF EXISTS "test_{run}" CASCADE'))
+        namespaces.remove(admin_engine, es, client, run)
     admin_engine.dispose()
 
 
