@@ -188,6 +188,7 @@ def measure(es, client, lake, prefix, config: Config, repeat: int) -> Measuremen
                 raise
             continue
         pairs.append((project, baseline, refresh, merge))
+        print(f"  pair {len(pairs)}: project {project:.2f} s, baseline {baseline:.2f} s, ratio {baseline / project:.3f}", flush=True)
     median = statistics.median
     return Measurement(
         median(p[0] for p in pairs),
@@ -237,7 +238,7 @@ def main() -> int:
             rows[config] = m
             print(
                 f"| {config.chunk_size:,} | {config.workers} | {config.bulk_mb} | {m.project:.2f} | {total / m.project:,.0f} "
-                f"| {m.baseline:.2f} | {total / m.baseline:,.0f} | {m.ratio:.2f} | {m.refresh:.2f} | {m.merge:.2f} |",
+                f"| {m.baseline:.2f} | {total / m.baseline:,.0f} | {m.ratio:.3f} | {m.refresh:.2f} | {m.merge:.2f} |",
                 flush=True,
             )
 
@@ -259,7 +260,7 @@ def main() -> int:
                 verdict = "met" if m.ratio >= TARGET_RATIO else "NOT met"
                 print(
                     f"{label}: chunk size {chosen.chunk_size:,}, {chosen.workers} workers, {chosen.bulk_mb} MB bulk requests: "
-                    f"{total / m.project:,.0f} memberships/s, {m.ratio:.2f}x the baseline (target {TARGET_RATIO}x: {verdict})"
+                    f"{total / m.project:,.0f} memberships/s, {m.ratio:.3f}x the baseline (target {TARGET_RATIO}x: {verdict})"
                 )
         finally:
             es.options(ignore_status=404).indices.delete(index=f"{prefix}-*", expand_wildcards="all")
