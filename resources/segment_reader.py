@@ -123,10 +123,7 @@ class SegmentReader:
         """
         held: dict[str, dict[str, list[str]]] = {c: {} for c in customer_ids}
         await self._collect(list(held), held)
-        for by_index in held.values():
-            for segment_ids in by_index.values():
-                segment_ids.sort()
-        return held
+        return held  # in hit order: an answer is sorted once, when it is joined (segment_lookups)
 
     async def _collect(self, customer_ids: list[str], held: dict[str, dict[str, list[str]]]) -> None:
         if len(customer_ids) == 1:
