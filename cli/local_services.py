@@ -215,6 +215,9 @@ def render_elasticsearch_yml(
         ("path.data", str(data_dir)),
         ("path.logs", str(logs_dir)),
         ("cluster.routing.allocation.disk.threshold_enabled", False),
+        # Nor may a nearly full shared disk stop merges: with under 5% of it free, Elasticsearch
+        # 8.19 schedules none, and each publish's merge into one Lucene segment waits forever.
+        ("indices.merge.disk.check_interval", "0"),
         ("action.destructive_requires_name", False),
     ]
     if geoip_downloader_setting:

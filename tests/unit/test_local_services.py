@@ -69,6 +69,7 @@ def test_render_elasticsearch_yml(tmp_path: Path) -> None:
     assert config["path.data"] == str(tmp_path / "da ta")
     assert config["path.logs"] == str(tmp_path / "logs")
     assert config["cluster.routing.allocation.disk.threshold_enabled"] is False
+    assert config["indices.merge.disk.check_interval"] == "0"
     assert config["action.destructive_requires_name"] is False
     # The integ-test distribution has no ingest-geoip module and refuses the setting.
     assert "ingest.geoip.downloader.enabled" not in config
