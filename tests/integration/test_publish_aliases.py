@@ -205,7 +205,9 @@ def test_a_published_index_is_merged_into_one_lucene_segment_while_it_serves(nam
     assert switched.success, failure_text(switched)
     compaction = materialization(switched, "alias")["compaction"]
     assert compaction.startswith("task ")
-    es.tasks.get(task_id=compaction.removeprefix("task "), wait_for_completion=True, timeout="60s")
+    # Elasticsearch runs one force merge at a time: this one may queue behind earlier tests' merges,
+    # so the client waits as long as the server does, not its default 10 s.
+    es.options(request_timeout=90).tasks.get(task_id=compaction.removeprefix("task "), wait_for_completion=True, timeout="60s")
     assert lucene_segments(es, new_index) == 1
     assert served(namespace) == [new_index]
     answered = {(customer, segment) for customer, segment, _ in lookup(es, namespace, CUSTOMERS)}
