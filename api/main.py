@@ -109,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             served_state.cancel()
             with contextlib.suppress(Exception):
                 await state.api_keys.flush_usage()
+            await cache.drain()
             await es.close()
             await redis.aclose()
 

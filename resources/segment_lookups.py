@@ -60,7 +60,7 @@ class SegmentLookups:
         misses = [c for c in rest if c not in cached]
         if misses:
             fetched = await self.reader.memberships_of(misses)
-            await self.cache.put_many(generation, MEMBERSHIPS, {c: orjson.dumps(m) for c, m in fetched.items()})
+            await self.cache.write_behind(generation, MEMBERSHIPS, {c: orjson.dumps(m) for c, m in fetched.items()})
             memberships.update(fetched)
         joined = await self._answer(generation, memberships)
         self._near_put(generation, MEMBERSHIPS, joined)
@@ -99,7 +99,7 @@ class SegmentLookups:
             read = dict(zip(missing, await asyncio.gather(*(self.reader.catalog(index) for index in missing))))
             if generation is not None:
                 serialized_catalogs = {i: self.reader.serialized_catalog(c) for i, c in read.items()}
-                await self.cache.put_many(generation, CATALOG, serialized_catalogs)
+                await self.cache.write_behind(generation, CATALOG, serialized_catalogs)
             catalogs.update(read)
         return catalogs
 
@@ -116,7 +116,7 @@ class SegmentLookups:
         summary = await self.reader.segment_summary(segment_id)  # None (not served) is cached too
         if generation is not None:
             serialized = {segment_id: orjson.dumps(summary)}
-            await self.cache.put_many(generation, SEGMENT, serialized)
+            await self.cache.write_behind(generation, SEGMENT, serialized)
             self._near_put(generation, SEGMENT, serialized)
         return summary
 

@@ -8,6 +8,7 @@ serving code.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -181,7 +182,11 @@ def test_the_cache_holds_segment_ids_by_index_not_the_answer(served) -> None:
     response = client.get(f"/v1/customers/{customer}/segments", headers=headers)
     cache = redis.Redis.from_url(settings.redis_url)
     generation = int(cache.get(generation_key(settings.index_prefix)))
-    entry = orjson.loads(cache.get(f"{settings.index_prefix}:lookup:{generation}:m:{customer}"))
+    key = f"{settings.index_prefix}:lookup:{generation}:m:{customer}"
+    deadline = time.monotonic() + 5
+    while (stored := cache.get(key)) is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # written behind the answer
+    entry = orjson.loads(stored)
     served_index = {
         segment_type: next(iter(Elasticsearch(settings.elasticsearch_url).indices.get_alias(name=type_alias(settings.index_prefix, segment_type))))
         for segment_type in ("new_customers", "frequent_buyers")

@@ -1,0 +1,101 @@
+"""The cache's writes go behind the answers, on the real Redis: a slow Redis delays no lookup, the
+writes all land (shutdown waits for them), and their number in flight is bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+from prometheus_client import REGISTRY
+
+from resources import lookup_cache
+from resources.lookup_cache import GenerationFile, LookupCache
+from resources.search_guard import breaker_factory
+from resources.settings import Settings
+from tests.tcp_proxy import TcpProxy
+
+pytestmark = pytest.mark.integration
+
+REDIS_TIMEOUT = 0.5
+ANSWERS = {f"c{n:03d}": f'{{"i": ["s{n}"]}}'.encode() for n in range(100)}
+
+
+@pytest.fixture
+def proxy(settings: Settings) -> Iterator[TcpProxy]:
+    port = redis.Redis.from_url(settings.redis_url).connection_pool.connection_kwargs["port"]
+    proxy = TcpProxy("127.0.0.1", port)
+    yield proxy
+    proxy.close()
+
+
+def cache_through(proxy: TcpProxy, settings: Settings, tmp_path: Path) -> tuple[LookupCache, aioredis.Redis]:
+    port = redis.Redis.from_url(settings.redis_url).connection_pool.connection_kwargs["port"]
+    client = aioredis.Redis.from_url(
+        settings.redis_url.replace(f":{port}", f":{proxy.port}"), socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
+    )
+    cache = LookupCache(
+        client,
+        settings.index_prefix,
+        breakers=breaker_factory(failures=100, open_seconds=30),
+        ttl_seconds=60,
+        refresh_seconds=1,
+        generation_file=GenerationFile(tmp_path / "generation"),
+    )
+    return cache, client
+
+
+def failed_writes() -> float:
+    return REGISTRY.get_sample_value("segmentation_cache_errors_total", {"operation": "set"}) or 0.0
+
+
+def stored(settings: Settings, generation: int) -> dict[str, bytes]:
+    direct = redis.Redis.from_url(settings.redis_url)
+    keys = [f"{settings.index_prefix}:lookup:{generation}:m:{c}" for c in ANSWERS]
+    return {c: v for c, v in zip(ANSWERS, direct.mget(keys)) if v is not None}
+
+
+def test_the_writes_land_once_drained(proxy: TcpProxy, settings: Settings, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        cache, client = cache_through(proxy, settings, tmp_path)
+        await cache.write_behind(101, "m", dict(list(ANSWERS.items())[:50]))
+        await cache.write_behind(101, "m", dict(list(ANSWERS.items())[50:]))
+        await cache.drain()
+        await client.aclose()
+
+    asyncio.run(scenario())
+    assert stored(settings, 101) == ANSWERS
+    ttl = redis.Redis.from_url(settings.redis_url).ttl(f"{settings.index_prefix}:lookup:101:m:c007")
+    assert 0 < ttl <= 60
+
+
+def test_a_hanging_redis_delays_no_caller_until_the_writes_in_flight_reach_their_bound(
+    proxy: TcpProxy, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lookup_cache, "MAX_WRITES_BEHIND", 2)
+    proxy.swallow()  # connections accepted, never answered: each write waits for its timeouts
+    failed_before = failed_writes()
+
+    async def scenario() -> tuple[list[float], float]:
+        cache, client = cache_through(proxy, settings, tmp_path)
+        waited = []
+        for n in range(3):
+            started = time.monotonic()
+            await cache.write_behind(102, "m", {f"c{n:03d}": ANSWERS[f"c{n:03d}"]})
+            waited.append(time.monotonic() - started)
+        started = time.monotonic()
+        await cache.drain()
+        drained = time.monotonic() - started
+        await client.aclose()
+        return waited, drained
+
+    waited, drained = asyncio.run(scenario())
+    assert waited[0] < 0.1 and waited[1] < 0.1  # behind the caller
+    assert waited[2] >= REDIS_TIMEOUT * 0.9  # the third is over the bound: its caller waits for it
+    assert drained < 10 * REDIS_TIMEOUT  # shutdown waits for the writes in flight, and they end
+    assert failed_writes() == failed_before + 3  # each failed write is counted, none lost silently
+    assert stored(settings, 102) == {}
