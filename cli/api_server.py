@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -46,14 +47,22 @@ def _listening_socket(host: str, port: int, *, reuse_port: bool) -> socket.socke
 
 
 class _Server(uvicorn.Server):
-    """Says when it serves, so that the supervisor can tell a worker that failed to start."""
+    """Listens only once the app is imported, and says when it serves, so that the supervisor can
+    tell a worker that failed to start.
 
-    def __init__(self, config: uvicorn.Config, ready: Any) -> None:
+    A socket bound before the imports (seconds) would join the port's SO_REUSEPORT group early: the
+    kernel would queue a share of new connections on a worker not accepting yet, and reset them
+    all if that worker then died or failed to start."""
+
+    def __init__(self, config: uvicorn.Config, bind: Callable[[], socket.socket], ready: Any) -> None:
         super().__init__(config)
+        self._bind = bind
         self._ready = ready
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
+        # uvicorn imports the app (config.load) before startup; the sockets passed here are closed
+        # with its servers on shutdown.
+        await super().startup(sockets=[self._bind()])
         if self.started and self._ready is not None:
             self._ready.set()
 
@@ -68,7 +77,7 @@ def _worker(host: str, port: int, reuse_port: bool, ready: Any = None) -> None:
         access_log=False,
         log_config=None,  # uvicorn's own loggers go to the JSON lines of create_app's configure_logging
     )
-    _Server(config, ready).run(sockets=[_listening_socket(host, port, reuse_port=reuse_port)])
+    _Server(config, lambda: _listening_socket(host, port, reuse_port=reuse_port), ready).run()
 
 
 def _port_is_free(host: str, port: int) -> None:

@@ -136,6 +136,42 @@ def test_a_worker_killed_while_starting_is_replaced_too(settings: Settings, tmp_
             server.wait(30)
 
 
+def test_a_worker_listens_only_once_the_app_is_loaded(settings: Settings, tmp_path: Path) -> None:
+    """A socket bound while the worker still imports would get its share of new connections queued,
+    unanswered for seconds, and reset if the worker died before serving."""
+    env = {**os.environ, **settings_environment(settings)}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log_file = tmp_path / "api.log"
+    with log_file.open("w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "api", "--port", str(port), "--workers", "2"],
+            cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            seen_loading, early = set(), set()
+            while True:
+                workers = workers_of(server.pid)
+                listening = {w for w in workers if listens(w, port)}
+                # uvicorn logs this once it has imported the app, before its startup (read after
+                # the sockets, so that a worker loaded in between is not taken for an early one)
+                loaded = {w for w in workers if f"Started server process [{w}]" in log_file.read_text()}
+                seen_loading |= workers - loaded
+                early |= listening - loaded
+                if len(workers) == 2 and listening == workers:
+                    break
+                assert time.monotonic() < deadline and server.poll() is None, "the workers never listened"
+                time.sleep(0.02)
+        finally:
+            server.terminate()
+            server.wait(30)
+    assert seen_loading  # the check ran while a worker was still loading
+    assert not early, f"workers {early} listened before the app was loaded"
+
+
 def test_a_second_server_on_the_same_port_is_refused(api: ApiProcess, settings: Settings) -> None:
     env = {**os.environ, **settings_environment(settings)}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
