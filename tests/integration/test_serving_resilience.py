@@ -112,8 +112,10 @@ def lookup(client: TestClient, headers: dict[str, str], customer_id: str, **para
 
 def wait_until_cached(settings: Settings, *customer_ids: str) -> None:
     client = redis.Redis.from_url(settings.redis_url)
+    generation = int(client.get(generation_key(settings.index_prefix)))
+    keys = [f"{settings.index_prefix}:lookup:{generation}:m:{c}" for c in customer_ids]
     deadline = time.monotonic() + 5
-    while any(not client.keys(f"{settings.index_prefix}:lookup:*:m:{c}") for c in customer_ids):
+    while client.exists(*keys) < len(keys):
         assert time.monotonic() < deadline, f"{customer_ids} never cached"
         time.sleep(0.01)
 
