@@ -12,7 +12,9 @@ index and process. An index never changes once served, so a catalog is never sta
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -32,6 +34,7 @@ NO_STORED_FIELDS = ["_none_"]
 # What a lookup reads of its answer (whether a shard failed, and of each hit what says which
 # customers hold which segment); the rest (`took`, `_score`, ...) is not even sent.
 HIT_FIELDS = ["_shards.failed", "hits.hits._index", "hits.hits.fields", "hits.hits.matched_queries"]
+PIT_KEEP_ALIVE = "1m"  # between two parts of one batch: far longer than the budget of each
 
 
 class IndexGone(LookupError):
@@ -125,7 +128,7 @@ class SegmentReader:
         await self._collect(list(held), held)
         return held  # in hit order: an answer is sorted once, when it is joined (segment_lookups)
 
-    async def _collect(self, customer_ids: list[str], held: dict[str, dict[str, list[str]]]) -> None:
+    async def _collect(self, customer_ids: list[str], held: dict[str, dict[str, list[str]]], pit: str | None = None) -> None:
         if len(customer_ids) == 1:
             query: dict[str, Any] = {"bool": {"filter": [{"term": {"customer_ids": customer_ids[0]}}]}}
         else:
@@ -137,27 +140,38 @@ class SegmentReader:
         # A batch does work in proportion to its ids: one budget per `CUSTOMERS_PER_BUDGET` of them.
         budget = self._guard.budget_seconds * -(-len(customer_ids) // CUSTOMERS_PER_BUDGET)
         client = self._es if budget == self._guard.budget_seconds else self._es.options(request_timeout=budget)
+        # Where to search: the read alias, or the point in time that a batch split in parts reads.
+        target: dict[str, Any] = (
+            {"pit": {"id": pit, "keep_alive": PIT_KEEP_ALIVE}}
+            if pit
+            else {"index": self._alias, "ignore_unavailable": True, "allow_no_indices": True}
+        )
         response = await self._guard.run(
             "customer_segments",
             lambda: client.search(
-                index=self._alias,
+                **target,
                 query=query,
                 stored_fields=NO_STORED_FIELDS,
                 docvalue_fields=["segment_id"],
                 size=MAX_HITS,
                 track_total_hits=False,
-                ignore_unavailable=True,
-                allow_no_indices=True,
                 filter_path=HIT_FIELDS,
             ),
             budget_seconds=budget,
         )
         hits = response.get("hits", {}).get("hits", [])  # no hits: filter_path leaves nothing
         if len(hits) >= MAX_HITS and len(customer_ids) > 1:
-            # More segments than one page holds: ask again in halves.
+            # More segments than one page holds: ask again in halves, all of them in one point in
+            # time, so that an alias switch between two of them cannot mix two calculations in one
+            # answer (the indices it holds are kept for it, even if retention deletes them).
             middle = len(customer_ids) // 2
-            await self._collect(customer_ids[:middle], held)
-            await self._collect(customer_ids[middle:], held)
+            if pit:
+                await self._collect(customer_ids[:middle], held, pit)
+                await self._collect(customer_ids[middle:], held, pit)
+                return
+            async with self._point_in_time() as opened:
+                await self._collect(customer_ids[:middle], held, opened)
+                await self._collect(customer_ids[middle:], held, opened)
             return
         if len(customer_ids) == 1:
             by_index = held[customer_ids[0]]
@@ -169,6 +183,20 @@ class SegmentReader:
             index, segment_id = hit["_index"], hit["fields"]["segment_id"][0]
             for name in hit.get("matched_queries", ()):
                 held[named[name]].setdefault(index, []).append(segment_id)
+
+    @contextlib.asynccontextmanager
+    async def _point_in_time(self) -> AsyncIterator[str]:
+        opened = await self._guard.run(
+            "open_point_in_time",
+            lambda: self._es.open_point_in_time(
+                index=self._alias, keep_alive=PIT_KEEP_ALIVE, ignore_unavailable=True, allow_partial_search_results=False
+            ),
+        )
+        try:
+            yield str(opened["id"])
+        finally:
+            with contextlib.suppress(Exception):  # it expires by itself after PIT_KEEP_ALIVE
+                await self._es.close_point_in_time(id=opened["id"])
 
     async def segment_summary(self, segment_id: str) -> dict[str, Any] | None:
         """The served calculation of a segment: member_count, calculated_at, chunks and the concrete index."""

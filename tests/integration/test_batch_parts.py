@@ -1,0 +1,97 @@
+"""A batch whose hits fill more than one page is asked again in parts, on the real Elasticsearch:
+every customer still gets exactly its segments, and all the parts read one calculation, even when
+the alias switches between two of them. A page is made small here (`MAX_HITS`) so that small
+calculations need parts."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from elasticsearch import AsyncElasticsearch
+
+from resources import segment_reader
+from resources.search_guard import SearchGuard, breaker_factory
+from resources.segment_reader import SegmentReader
+from resources.settings import Settings
+from tests.published_segments import publish
+
+pytestmark = pytest.mark.integration
+
+PAGE = 4  # hits per page: a customer of these calculations is in at most 3 segments
+SEGMENTS = [f"seg-{n:02d}" for n in range(12)]
+CUSTOMERS = [f"c{n:03d}" for n in range(30)]
+
+
+def calculation(seed: int) -> dict[str, tuple[dict[str, Any], list[str]]]:
+    rng = random.Random(seed)
+    members: dict[str, list[str]] = {s: [] for s in SEGMENTS}
+    for customer in CUSTOMERS:
+        for segment_id in rng.sample(SEGMENTS, rng.randint(0, PAGE - 1)):
+            members[segment_id].append(customer)
+    return {s: ({}, m) for s, m in members.items()}
+
+
+def expected(published: dict[str, tuple[dict[str, Any], list[str]]], customer: str) -> list[str]:
+    return sorted(s for s, (_, members) in published.items() if customer in members)
+
+
+def read(settings: Settings, customer_ids: list[str], before_search: Callable[[int], None] = lambda _: None) -> tuple[dict[str, dict[str, list[str]]], list[str]]:
+    """(what the reader answers for these customers, each search's target: the alias or a point in time)."""
+
+    async def scenario() -> tuple[dict[str, dict[str, list[str]]], list[str]]:
+        es = AsyncElasticsearch(settings.elasticsearch_url)
+        targets: list[str] = []
+        search = es.search
+
+        async def counted_search(**kwargs: Any) -> Awaitable[Any]:
+            targets.append("pit" if "pit" in kwargs else kwargs["index"])
+            before_search(len(targets))
+            return await search(**kwargs)
+
+        es.search = counted_search  # type: ignore[method-assign]
+        guard = SearchGuard(breaker_factory(failures=5, open_seconds=30), budget_seconds=10, open_seconds=30)
+        reader = SegmentReader(es, settings.index_prefix, guard, catalog_budget_seconds=10)
+        try:
+            return await reader.memberships_of(customer_ids), targets
+        finally:
+            await es.close()
+
+    return asyncio.run(scenario())
+
+
+def segments_of(held: dict[str, list[str]]) -> list[str]:
+    return sorted(s for ids in held.values() for s in ids)
+
+
+def test_a_batch_in_parts_answers_every_customer_exactly(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(segment_reader, "MAX_HITS", PAGE)
+    published = calculation(seed=1)
+    publish(settings, "new_customers", published)
+    held, targets = read(settings, CUSTOMERS)
+    assert {c: segments_of(h) for c, h in held.items()} == {c: expected(published, c) for c in CUSTOMERS}
+    assert targets[0] != "pit" and targets.count("pit") == len(targets) - 1 > 2  # asked again in parts
+
+
+def test_the_parts_of_a_batch_read_one_calculation_across_a_switch(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(segment_reader, "MAX_HITS", PAGE)
+    first = {"seg-a": ({}, ["x1"]), "seg-b": ({}, ["x1"]), "seg-c": ({}, ["x1"]), "seg-d": ({}, ["x2"]), "seg-e": ({}, ["x2"])}
+    second = {"seg-a": ({}, ["x2"]), "seg-b": ({}, []), "seg-c": ({}, []), "seg-d": ({}, []), "seg-e": ({}, [])}
+    first_index = publish(settings, "frequent_buyers", first, partition_key="2026-11-24")
+
+    def switch_before_the_last_part(search_number: int) -> None:
+        # 1: both customers, 5 hits, more than a page; 2: x1; 3: x2, after a new calculation is served
+        if search_number == 3:
+            publish(settings, "frequent_buyers", second, partition_key="2026-11-25")
+
+    held, targets = read(settings, ["x1", "x2"], switch_before_the_last_part)
+    assert len(targets) == 3
+    served = {index for h in held.values() for index in h}
+    assert served == {first_index}, "one answer mixed two calculations"
+    assert {c: segments_of(h) for c, h in held.items()} == {"x1": ["seg-a", "seg-b", "seg-c"], "x2": ["seg-d", "seg-e"]}
+    # and the next batch reads the new calculation
+    held, _ = read(settings, ["x1", "x2"])
+    assert {c: segments_of(h) for c, h in held.items()} == {"x1": [], "x2": ["seg-a"]}
