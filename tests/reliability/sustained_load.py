@@ -52,6 +52,7 @@ class Outcome:
     status: int  # 0: no answer at all
     # (customer_id, segment_id or "", what the API answered) for each answer in the response
     answers: list[tuple[str, str, Any]] = field(default_factory=list)
+    error: str = ""  # why there was no answer (status 0): the exception, so that a rare one can be told
 
 
 @dataclass
@@ -170,8 +171,9 @@ async def _load(
                         body = response.json()
                         outcome.answers = [(customer, segment, (body["member"], body["calculated_at"]))]
                 outcome.status = response.status_code
-            except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            except (httpx.HTTPError, ValueError, KeyError, TypeError) as error:
                 outcome.status = 0
+                outcome.error = f"{type(error).__name__}: {error}"[:200]
             outcome.at = time.monotonic()
             outcome.seconds = outcome.at - started
             outcomes.append(outcome)
@@ -192,7 +194,7 @@ def judge(outcomes: list[Outcome], first: Calculation, switches: list[Switch]) -
         if outcome.status != 200:
             errors += 1
             if len(examples) < 10:
-                examples.append(f"{outcome.kind}: status {outcome.status}")
+                examples.append(f"{outcome.kind}: status {outcome.status} {outcome.error}".rstrip())
             continue
         allowed = [first]
         for switch in switches:
