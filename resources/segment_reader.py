@@ -34,6 +34,7 @@ NO_STORED_FIELDS = ["_none_"]
 # What a lookup reads of its answer (whether a shard failed, and of each hit what says which
 # customers hold which segment); the rest (`took`, `_score`, ...) is not even sent.
 HIT_FIELDS = ["_shards.failed", "hits.hits._index", "hits.hits.fields", "hits.hits.matched_queries"]
+PAGED_HIT_FIELDS = [*HIT_FIELDS, "hits.hits.sort"]
 PIT_KEEP_ALIVE = "1m"  # between two parts of one batch: far longer than the budget of each
 
 
@@ -46,6 +47,21 @@ def _catalog_entry(source: dict[str, Any]) -> dict[str, Any]:
     segment["labels"] = segment["labels"] or {}
     # Serialized once per index and process: a lookup answer joins these bytes, never re-encodes them.
     return {"segment": segment, "json": orjson.dumps(segment), "member_count": source.get("member_count"), "chunks": source.get("chunks")}
+
+
+def _hold(customer_ids: list[str], hits: list[dict[str, Any]], held: dict[str, dict[str, list[str]]]) -> None:
+    """Adds each hit's segment to the customers it holds: all of them (one customer asked), or
+    those its `matched_queries` name."""
+    if len(customer_ids) == 1:
+        by_index = held[customer_ids[0]]
+        for hit in hits:
+            by_index.setdefault(hit["_index"], []).append(hit["fields"]["segment_id"][0])
+        return
+    named = dict(zip(map(str, range(len(customer_ids))), customer_ids))  # a clause's name -> its customer
+    for hit in hits:
+        index, segment_id = hit["_index"], hit["fields"]["segment_id"][0]
+        for name in hit.get("matched_queries", ()):
+            held[named[name]].setdefault(index, []).append(segment_id)
 
 
 class SegmentReader:
@@ -122,13 +138,42 @@ class SegmentReader:
         One request for the whole list: a `terms` filter finds the hits, and each id is also a
         named `term` clause, so each hit says which customers it holds (`matched_queries`);
         `customer_ids` itself is never read back. A customer is in at most one chunk document of a
-        segment, so hits are segments.
+        segment, so hits are segments. Only hits that fill more than a page take more requests.
         """
         held: dict[str, dict[str, list[str]]] = {c: {} for c in customer_ids}
         await self._collect(list(held), held)
         return held  # in hit order: an answer is sorted once, when it is joined (segment_lookups)
 
     async def _collect(self, customer_ids: list[str], held: dict[str, dict[str, list[str]]], pit: str | None = None) -> None:
+        hits = await self._search(customer_ids, pit)
+        if len(hits) < MAX_HITS:
+            _hold(customer_ids, hits, held)
+        elif pit:
+            await self._collect_beyond_a_page(customer_ids, held, pit)
+        else:
+            # More than one page: all of what follows reads one point in time, so that an alias
+            # switch meanwhile cannot mix two calculations in one answer (the indices it holds are
+            # kept for it, even if retention deletes them).
+            async with self._point_in_time() as opened:
+                await self._collect_beyond_a_page(customer_ids, held, opened)
+
+    async def _collect_beyond_a_page(self, customer_ids: list[str], held: dict[str, dict[str, list[str]]], pit: str) -> None:
+        """More hits than one page holds: a batch is asked again in halves, one customer page by page."""
+        if len(customer_ids) > 1:
+            middle = len(customer_ids) // 2
+            await self._collect(customer_ids[:middle], held, pit)
+            await self._collect(customer_ids[middle:], held, pit)
+            return
+        after: list[Any] | None = None
+        while True:
+            hits = await self._search(customer_ids, pit, after)
+            _hold(customer_ids, hits, held)
+            if len(hits) < MAX_HITS:
+                return
+            after = hits[-1]["sort"]
+
+    async def _search(self, customer_ids: list[str], pit: str | None, after: list[Any] | None = None) -> list[dict[str, Any]]:
+        """One page of the hits of these customers, through the read alias or in a point in time."""
         if len(customer_ids) == 1:
             query: dict[str, Any] = {"bool": {"filter": [{"term": {"customer_ids": customer_ids[0]}}]}}
         else:
@@ -140,49 +185,26 @@ class SegmentReader:
         # A batch does work in proportion to its ids: one budget per `CUSTOMERS_PER_BUDGET` of them.
         budget = self._guard.budget_seconds * -(-len(customer_ids) // CUSTOMERS_PER_BUDGET)
         client = self._es if budget == self._guard.budget_seconds else self._es.options(request_timeout=budget)
-        # Where to search: the read alias, or the point in time that a batch split in parts reads.
-        target: dict[str, Any] = (
-            {"pit": {"id": pit, "keep_alive": PIT_KEEP_ALIVE}}
+        where: dict[str, Any] = (
+            # in a point in time, pages follow the cheapest order there is
+            {"pit": {"id": pit, "keep_alive": PIT_KEEP_ALIVE}, "sort": ["_shard_doc"], "search_after": after}
             if pit
             else {"index": self._alias, "ignore_unavailable": True, "allow_no_indices": True}
         )
         response = await self._guard.run(
             "customer_segments",
             lambda: client.search(
-                **target,
+                **where,
                 query=query,
                 stored_fields=NO_STORED_FIELDS,
                 docvalue_fields=["segment_id"],
                 size=MAX_HITS,
                 track_total_hits=False,
-                filter_path=HIT_FIELDS,
+                filter_path=PAGED_HIT_FIELDS if pit else HIT_FIELDS,
             ),
             budget_seconds=budget,
         )
-        hits = response.get("hits", {}).get("hits", [])  # no hits: filter_path leaves nothing
-        if len(hits) >= MAX_HITS and len(customer_ids) > 1:
-            # More segments than one page holds: ask again in halves, all of them in one point in
-            # time, so that an alias switch between two of them cannot mix two calculations in one
-            # answer (the indices it holds are kept for it, even if retention deletes them).
-            middle = len(customer_ids) // 2
-            if pit:
-                await self._collect(customer_ids[:middle], held, pit)
-                await self._collect(customer_ids[middle:], held, pit)
-                return
-            async with self._point_in_time() as opened:
-                await self._collect(customer_ids[:middle], held, opened)
-                await self._collect(customer_ids[middle:], held, opened)
-            return
-        if len(customer_ids) == 1:
-            by_index = held[customer_ids[0]]
-            for hit in hits:
-                by_index.setdefault(hit["_index"], []).append(hit["fields"]["segment_id"][0])
-            return
-        named = dict(zip(map(str, range(len(customer_ids))), customer_ids))  # a clause's name -> its customer
-        for hit in hits:
-            index, segment_id = hit["_index"], hit["fields"]["segment_id"][0]
-            for name in hit.get("matched_queries", ()):
-                held[named[name]].setdefault(index, []).append(segment_id)
+        return response.get("hits", {}).get("hits", [])  # no hits: filter_path leaves nothing
 
     @contextlib.asynccontextmanager
     async def _point_in_time(self) -> AsyncIterator[str]:

@@ -1,7 +1,7 @@
-"""A batch whose hits fill more than one page is asked again in parts, on the real Elasticsearch:
-every customer still gets exactly its segments, and all the parts read one calculation, even when
-the alias switches between two of them. A page is made small here (`MAX_HITS`) so that small
-calculations need parts."""
+"""Lookups whose hits fill more than one page, on the real Elasticsearch: a batch is asked again
+in parts, one customer page by page. Every customer still gets exactly its segments, and all the
+parts read one calculation, even when the alias switches between two of them. A page is made
+small here (`MAX_HITS`) so that small calculations need parts."""
 
 from __future__ import annotations
 
@@ -95,3 +95,15 @@ def test_the_parts_of_a_batch_read_one_calculation_across_a_switch(settings: Set
     # and the next batch reads the new calculation
     held, _ = read(settings, ["x1", "x2"])
     assert {c: segments_of(h) for c, h in held.items()} == {"x1": [], "x2": ["seg-a"]}
+
+
+def test_a_customer_in_more_segments_than_a_page_gets_them_all(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(segment_reader, "MAX_HITS", PAGE)
+    # y1 in 10 segments (pages of 4, 4, 2), y2 in exactly a page of them (4, then an empty page)
+    published = {f"many-{n:02d}": ({}, ["y1", "y2"] if n % 3 == 0 else ["y1"]) for n in range(10)}
+    index = publish(settings, "high_spenders", published)
+    held, targets = read(settings, ["y1", "y2", "y3"])
+    assert {c: segments_of(h) for c, h in held.items()} == {c: expected(published, c) for c in ["y1", "y2", "y3"]}
+    assert len(expected(published, "y1")) == 10 and len(expected(published, "y2")) == PAGE
+    assert {i for h in held.values() for i in h} == {index}
+    assert targets.count("pit") >= 3 + 2  # y1's three pages and y2's two, after the parts
