@@ -40,7 +40,8 @@ def create(admin_engine: Engine, run: str, *, now: datetime | None = None) -> No
 
 
 def remove(admin_engine: Engine, es: Elasticsearch, client: redis.Redis, run: str) -> None:
-    es.indices.delete(index=f"{index_prefix(run)}-*", allow_no_indices=True, expand_wildcards="all")
+    # 404: another session removing the same stale namespace deleted the indices first
+    es.options(ignore_status=404).indices.delete(index=f"{index_prefix(run)}-*", allow_no_indices=True, expand_wildcards="all")
     # SCAN's default count (10) walks a Redis full of other keys (a developer's benchmarks leave
     # millions) in one round trip per 10 of them: minutes per namespace.
     keys = list(client.scan_iter(f"{index_prefix(run)}:*", count=10_000))

@@ -48,11 +48,14 @@ def test_only_namespaces_older_than_any_session_are_stale_and_removing_one_leave
     clients: tuple[Engine, Elasticsearch, redis.Redis],
 ) -> None:
     engine, es, client = clients
+    # Judged from a time to come, rather than made in the past: a namespace already stale now
+    # would be fair game for the cleanup of any test session starting meanwhile.
     now = datetime.now(timezone.utc)
-    left_behind = _make(engine, es, client, created=now - namespaces.STALE_AFTER - namespaces.STALE_AFTER / 10)
-    running = _make(engine, es, client, created=now - namespaces.STALE_AFTER * 0.9)
+    later = now + namespaces.STALE_AFTER + namespaces.STALE_AFTER / 10
+    left_behind = _make(engine, es, client, created=now)
+    running = _make(engine, es, client, created=now + namespaces.STALE_AFTER * 0.2)
     try:
-        stale = namespaces.stale_runs(engine, now=now)
+        stale = namespaces.stale_runs(engine, now=later)
         assert left_behind in stale
         assert running not in stale
 
