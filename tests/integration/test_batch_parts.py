@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -47,7 +47,7 @@ def read(settings: Settings, customer_ids: list[str], before_search: Callable[[i
         targets: list[str] = []
         search = es.search
 
-        async def counted_search(**kwargs: Any) -> Awaitable[Any]:
+        async def counted_search(**kwargs: Any) -> Any:
             targets.append("pit" if "pit" in kwargs else kwargs["index"])
             before_search(len(targets))
             return await search(**kwargs)
