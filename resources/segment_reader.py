@@ -149,7 +149,7 @@ class SegmentReader:
         if len(hits) < MAX_HITS:
             _hold(customer_ids, hits, held)
         elif pit:
-            await self._collect_beyond_a_page(customer_ids, held, pit)
+            await self._collect_beyond_a_page(customer_ids, held, pit, first_page=hits)
         else:
             # More than one page: all of what follows reads one point in time, so that an alias
             # switch meanwhile cannot mix two calculations in one answer (the indices it holds are
@@ -157,20 +157,25 @@ class SegmentReader:
             async with self._point_in_time() as opened:
                 await self._collect_beyond_a_page(customer_ids, held, opened)
 
-    async def _collect_beyond_a_page(self, customer_ids: list[str], held: dict[str, dict[str, list[str]]], pit: str) -> None:
-        """More hits than one page holds: a batch is asked again in halves, one customer page by page."""
+    async def _collect_beyond_a_page(
+        self,
+        customer_ids: list[str],
+        held: dict[str, dict[str, list[str]]],
+        pit: str,
+        first_page: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """More hits than one page holds: a batch is asked again in halves, one customer page by
+        page (from `first_page` when that was read in this point in time already)."""
         if len(customer_ids) > 1:
             middle = len(customer_ids) // 2
             await self._collect(customer_ids[:middle], held, pit)
             await self._collect(customer_ids[middle:], held, pit)
             return
-        after: list[Any] | None = None
-        while True:
-            hits = await self._search(customer_ids, pit, after)
+        hits = first_page if first_page is not None else await self._search(customer_ids, pit)
+        _hold(customer_ids, hits, held)
+        while len(hits) >= MAX_HITS:
+            hits = await self._search(customer_ids, pit, hits[-1]["sort"])
             _hold(customer_ids, hits, held)
-            if len(hits) < MAX_HITS:
-                return
-            after = hits[-1]["sort"]
 
     async def _search(self, customer_ids: list[str], pit: str | None, after: list[Any] | None = None) -> list[dict[str, Any]]:
         """One page of the hits of these customers, through the read alias or in a point in time."""
