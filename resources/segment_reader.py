@@ -34,12 +34,22 @@ NO_STORED_FIELDS = ["_none_"]
 # What a lookup reads of its answer (whether a shard failed, and of each hit what says which
 # customers hold which segment); the rest (`took`, `_score`, ...) is not even sent.
 HIT_FIELDS = ["_shards.failed", "hits.hits._index", "hits.hits.fields", "hits.hits.matched_queries"]
-PAGED_HIT_FIELDS = [*HIT_FIELDS, "hits.hits.sort"]
+PAGED_HIT_FIELDS = [*HIT_FIELDS, "hits.hits.sort", "pit_id"]
 PIT_KEEP_ALIVE = "1m"  # between two parts of one batch: far longer than the budget of each
 
 
 class IndexGone(LookupError):
     """The concrete index an export cursor points at no longer exists."""
+
+
+class _PointInTime:
+    """An open point in time. Any search in it may answer with a new id (when shards move, on a
+    cluster of several nodes), and the latest one is what the next search, and the close, use."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, pit_id: str) -> None:
+        self.id = pit_id
 
 
 def _catalog_entry(source: dict[str, Any]) -> dict[str, Any]:
@@ -144,7 +154,9 @@ class SegmentReader:
         await self._collect(list(held), held)
         return held  # in hit order: an answer is sorted once, when it is joined (segment_lookups)
 
-    async def _collect(self, customer_ids: list[str], held: dict[str, dict[str, list[str]]], pit: str | None = None) -> None:
+    async def _collect(
+        self, customer_ids: list[str], held: dict[str, dict[str, list[str]]], pit: _PointInTime | None = None
+    ) -> None:
         hits = await self._search(customer_ids, pit)
         if len(hits) < MAX_HITS:
             _hold(customer_ids, hits, held)
@@ -161,7 +173,7 @@ class SegmentReader:
         self,
         customer_ids: list[str],
         held: dict[str, dict[str, list[str]]],
-        pit: str,
+        pit: _PointInTime,
         first_page: list[dict[str, Any]] | None = None,
     ) -> None:
         """More hits than one page holds: a batch is asked again in halves, one customer page by
@@ -177,7 +189,9 @@ class SegmentReader:
             hits = await self._search(customer_ids, pit, hits[-1]["sort"])
             _hold(customer_ids, hits, held)
 
-    async def _search(self, customer_ids: list[str], pit: str | None, after: list[Any] | None = None) -> list[dict[str, Any]]:
+    async def _search(
+        self, customer_ids: list[str], pit: _PointInTime | None, after: list[Any] | None = None
+    ) -> list[dict[str, Any]]:
         """One page of the hits of these customers, through the read alias or in a point in time."""
         if len(customer_ids) == 1:
             query: dict[str, Any] = {"bool": {"filter": [{"term": {"customer_ids": customer_ids[0]}}]}}
@@ -192,7 +206,7 @@ class SegmentReader:
         client = self._es if budget == self._guard.budget_seconds else self._es.options(request_timeout=budget)
         where: dict[str, Any] = (
             # in a point in time, pages follow the cheapest order there is
-            {"pit": {"id": pit, "keep_alive": PIT_KEEP_ALIVE}, "sort": ["_shard_doc"], "search_after": after}
+            {"pit": {"id": pit.id, "keep_alive": PIT_KEEP_ALIVE}, "sort": ["_shard_doc"], "search_after": after}
             if pit
             else {"index": self._alias, "ignore_unavailable": True, "allow_no_indices": True}
         )
@@ -209,21 +223,24 @@ class SegmentReader:
             ),
             budget_seconds=budget,
         )
+        if pit:
+            pit.id = response.get("pit_id", pit.id)
         return response.get("hits", {}).get("hits", [])  # no hits: filter_path leaves nothing
 
     @contextlib.asynccontextmanager
-    async def _point_in_time(self) -> AsyncIterator[str]:
+    async def _point_in_time(self) -> AsyncIterator[_PointInTime]:
         opened = await self._guard.run(
             "open_point_in_time",
             lambda: self._es.open_point_in_time(
                 index=self._alias, keep_alive=PIT_KEEP_ALIVE, ignore_unavailable=True, allow_partial_search_results=False
             ),
         )
+        point = _PointInTime(str(opened["id"]))
         try:
-            yield str(opened["id"])
+            yield point
         finally:
             with contextlib.suppress(Exception):  # it expires by itself after PIT_KEEP_ALIVE
-                await self._es.close_point_in_time(id=opened["id"])
+                await self._es.close_point_in_time(id=point.id)
 
     async def segment_summary(self, segment_id: str) -> dict[str, Any] | None:
         """The served calculation of a segment: member_count, calculated_at, chunks and the concrete index."""

@@ -107,3 +107,62 @@ def test_a_customer_in_more_segments_than_a_page_gets_them_all(settings: Setting
     assert len(expected(published, "y1")) == 10 and len(expected(published, "y2")) == PAGE
     assert {i for h in held.values() for i in h} == {index}
     assert targets.count("pit") >= 3 + 2  # y1's three pages and y2's two, after the parts
+
+
+def test_each_search_in_a_point_in_time_uses_the_id_of_the_last_answer(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A search in a point in time may answer with a new id for it (when shards move between nodes),
+    and the next search, and the close, must use that one. One node never changes it: here every
+    answer renames the point in time, and a search or close under a name already replaced fails."""
+    monkeypatch.setattr(segment_reader, "MAX_HITS", PAGE)
+    published = {f"many-{n:02d}": ({}, ["z1", "z2"] if n % 2 else ["z1"]) for n in range(10)}
+    publish(settings, "lapsed_customers", published)
+
+    async def scenario() -> tuple[dict[str, dict[str, list[str]]], list[str], list[str]]:
+        es = AsyncElasticsearch(settings.elasticsearch_url)
+        real_ids: dict[str, str] = {}  # the name handed out last -> the real id
+        used: list[str] = []
+        closed: list[str] = []
+        search, open_, close = es.search, es.open_point_in_time, es.close_point_in_time
+
+        def real(name: str) -> str:
+            if name not in real_ids:
+                raise AssertionError(f"the point in time {name} was renamed since")
+            return real_ids.pop(name)
+
+        async def renaming_open(**kwargs: Any) -> Any:
+            response = await open_(**kwargs)
+            real_ids["renamed-0"] = response.body["id"]
+            response.body["id"] = "renamed-0"
+            return response
+
+        async def renaming_search(**kwargs: Any) -> Any:
+            if "pit" not in kwargs:
+                return await search(**kwargs)
+            name = kwargs["pit"]["id"]
+            used.append(name)
+            kwargs["pit"] = {**kwargs["pit"], "id": real(name)}
+            response = await search(**kwargs)
+            renamed = f"renamed-{len(used)}"
+            real_ids[renamed] = response.body.get("pit_id", kwargs["pit"]["id"])
+            response.body["pit_id"] = renamed
+            return response
+
+        async def renaming_close(*, id: str, **kwargs: Any) -> Any:
+            closed.append(id)
+            return await close(id=real(id), **kwargs)
+
+        es.open_point_in_time = renaming_open  # type: ignore[method-assign]
+        es.search = renaming_search  # type: ignore[method-assign]
+        es.close_point_in_time = renaming_close  # type: ignore[method-assign]
+        guard = SearchGuard(breaker_factory(failures=5, open_seconds=30), budget_seconds=10, open_seconds=30)
+        reader = SegmentReader(es, settings.index_prefix, guard, catalog_budget_seconds=10)
+        try:
+            return await reader.memberships_of(["z1", "z2"]), used, closed
+        finally:
+            await es.close()
+
+    held, used, closed = asyncio.run(scenario())
+    assert {c: segments_of(h) for c, h in held.items()} == {c: expected(published, c) for c in ["z1", "z2"]}
+    assert len(used) >= 4  # z1's three pages, z2's two
+    assert used == [f"renamed-{n}" for n in range(len(used))], "a search used a point in time's old id"
+    assert closed == [f"renamed-{len(used)}"]
