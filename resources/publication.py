@@ -4,7 +4,9 @@ Every move of the aliases is one atomic `_aliases` request (`SegmentIndexWriter.
 followed by a new generation: the Redis counter `<prefix>:generation`, which the API's cache keys
 on. The generation is also written into the served index's `_meta`, and the counter never goes
 below the highest generation recorded there, so a Redis that lost its data cannot hand out a
-generation again.
+generation again. A switch that Redis cannot give a generation is undone: the failed publish leaves
+the previous calculation served (SPEC 8), and publishing again switches anew. An index served
+without a generation (the undo failed too) is given one when it is published again.
 
 Callers hold the type's `IngestionLock` around all of this.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from typing import NoReturn
 
 import redis
 from elastic_transport import TransportError
@@ -58,9 +61,35 @@ def next_generation(client: redis.Redis, prefix: str, floor: int) -> int:
 def _switch(writer: SegmentIndexWriter, client: redis.Redis, segment_type: str, index: str) -> tuple[list[str], int]:
     floor = writer.highest_served_generation()
     previous = writer.switch_alias(segment_type, index)
-    generation = next_generation(client, writer.prefix, floor)
+    try:
+        generation = next_generation(client, writer.prefix, floor)  # the client retries a lost connection
+    except redis.RedisError as error:
+        # Readers key their caches on the generation: under the old one, answers cached from the
+        # previous indices would still be served beside the new index's. So the switch is undone.
+        _undo_switch(writer, segment_type, index, previous, error)
     writer.update_meta(index, generation=generation, published_at=datetime.now(timezone.utc).isoformat())
     return previous, generation
+
+
+def _undo_switch(
+    writer: SegmentIndexWriter, segment_type: str, index: str, previous: list[str], error: redis.RedisError
+) -> NoReturn:
+    why = f"Redis could not give the switch of {segment_type} to {index} a new generation ({error})"
+    if index in previous:  # served already, never given a generation: there is nothing to go back to
+        raise PublicationRefused(
+            f"{why}: it stays served under the previous generation. Publish it again once Redis answers."
+        ) from error
+    try:
+        writer.undo_switch(segment_type, index, previous)
+    except (ApiError, TransportError) as undo_error:
+        raise PublicationRefused(
+            f"{why}, and moving the aliases back failed too ({undo_error}): {index} is served under the previous "
+            "generation, and answers cached before the switch may be served until a new one. Once Redis answers, "
+            f"publish it again, or INCR {generation_key(writer.prefix)}."
+        ) from error
+    raise PublicationRefused(
+        f"{why}; the aliases are back on {', '.join(previous) or 'nothing'}. Publish again once Redis answers."
+    ) from error
 
 
 def _servable(writer: SegmentIndexWriter, segment_type: str, index: str) -> SegmentIndex:
@@ -83,7 +112,7 @@ def publish_index(
     indices = {i.name: i for i in writer.type_indices(segment_type)}
     served = [indices[name] for name in writer.served_indices(segment_type) if name in indices]
     newest_served = max(served, key=lambda i: i.publication_order, default=None)
-    if newest_served is not None and newest_served.name == index:
+    if newest_served is not None and newest_served.name == index and "generation" in candidate.meta:
         move = AliasMove(index, [index], None)
     elif newest_served is not None and newest_served.publication_order > candidate.publication_order:
         move = AliasMove(newest_served.name, [newest_served.name], None, kept_newer=True)

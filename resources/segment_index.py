@@ -307,3 +307,13 @@ class SegmentIndexWriter:
         actions += [{"add": {"index": new_index, "alias": alias}} for alias in aliases]
         self._es.indices.update_aliases(actions=actions)
         return previous
+
+    def undo_switch(self, segment_type: str, new_index: str, previous: list[str]) -> None:
+        """Puts the aliases back where `switch_alias` found them (`previous`), in one atomic request."""
+        aliases = (type_alias(self._prefix, segment_type), read_alias(self._prefix))
+        actions: list[dict[str, Any]] = [
+            {"remove": {"index": new_index, "alias": alias}} for alias in aliases if new_index not in previous
+        ]
+        actions += [{"add": {"index": old, "alias": alias}} for old in previous for alias in aliases]
+        if actions:
+            self._es.indices.update_aliases(actions=actions)

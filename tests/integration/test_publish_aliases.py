@@ -5,6 +5,7 @@ Dagster job), and an alias step run on its own."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from urllib.parse import urlsplit
 
 import dagster as dg
 import pytest
@@ -15,7 +16,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from definitions import build_definitions, build_resources
-from resources.publication import generation_key, publish_index
+from resources.publication import PublicationRefused, generation_key, publish_index
 from resources.segment_index import SegmentIndexWriter
 from resources.settings import Settings, get_settings
 from segmentation_assets.partitions import segment_partitions
@@ -34,6 +35,7 @@ from tests.integration.publishing import (
     writer,
 )
 from tests.integration.results_folder import write_results
+from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 
@@ -229,3 +231,48 @@ def test_a_merge_that_cannot_start_does_not_undo_the_switch(namespace, instance,
     assert move.served == new_index and move.generation is not None
     assert move.compaction.startswith("not started: ConnectionError")
     assert served(namespace) == [new_index]
+
+
+def test_a_switch_that_redis_cannot_number_is_undone(namespace, instance) -> None:
+    """The API's cache keys on the generation: a new index served under the old one would answer
+    beside what was cached from the previous one. With Redis gone at that moment, the publish fails
+    saying why, the previous calculation stays served, and publishing again, Redis back, switches."""
+    publish_days(namespace, instance, [2])
+    first = served(namespace)
+    calculation(namespace, 3)
+    built = publish(namespace, "2026-11-03", instance, steps=("index",))
+    assert built.success, failure_text(built)
+    new_index = materialization(built, "index")["index"]
+    before = generation(namespace)
+    proxy = TcpProxy("127.0.0.1", urlsplit(namespace.redis_url).port or 6379)
+    proxy.refuse()
+    try:
+        with pytest.raises(PublicationRefused, match="could not give the switch") as refused:
+            publish_index(writer(namespace), redis.Redis(port=proxy.port), TYPE, new_index, retention=3)
+    finally:
+        proxy.close()
+    assert f"the aliases are back on {first[0]}" in str(refused.value)
+    es = Elasticsearch(namespace.elasticsearch_url)
+    assert served(namespace) == first and generation(namespace) == before
+    answered = {(customer, segment) for customer, segment, _ in lookup(es, namespace, CUSTOMERS)}
+    assert answered == {(c, s) for s, members in segments_of(2).items() for c in members}
+
+    switched = publish(namespace, "2026-11-03", instance, steps=("alias",))
+    assert switched.success, failure_text(switched)
+    assert served(namespace) == [new_index] and generation(namespace) == before + 1
+
+
+def test_an_index_served_without_a_generation_gets_one_when_published_again(namespace, instance) -> None:
+    """Where even the undo failed, the new index is served under the old generation: publishing it
+    again, rather than finding it served already and doing nothing, gives it a new one."""
+    calculation(namespace, 4)
+    built = publish(namespace, "2026-11-04", instance, steps=("index",))
+    assert built.success, failure_text(built)
+    new_index = materialization(built, "index")["index"]
+    writer(namespace).switch_alias(TYPE, new_index)  # switched, and then Redis gave no generation
+    before = generation(namespace)
+
+    again = publish(namespace, "2026-11-04", instance, steps=("alias",))
+    assert again.success, failure_text(again)
+    assert served(namespace) == [new_index] and generation(namespace) == before + 1
+    assert writer(namespace).segment_index(new_index).meta["generation"] == before + 1
