@@ -102,15 +102,16 @@ def decode_cursor(cursor: str | None) -> str | None:
     return last_id
 
 
-def label_filters(labels: list[str]) -> dict[str, str]:
-    """`key:value` filters (all must match); a key or value no label can have is an error, not no match."""
-    parsed: dict[str, str] = {}
+def label_filters(labels: list[str]) -> tuple[tuple[str, str], ...]:
+    """`key:value` filters, all of which must match (two values of one key match nothing); a key or
+    value no label can have is an error, not no match."""
+    parsed: list[tuple[str, str]] = []
     for label in labels:
         key, sep, value = label.partition(":")
         try:
             if not sep:
                 raise ValueError
-            parsed[_label_key.validate_python(key)] = _label_value.validate_python(value)
+            parsed.append((_label_key.validate_python(key), _label_value.validate_python(value)))
         except (ValueError, ValidationError) as error:
             raise invalid_field("label", f"{label!r} is not a label filter of the form key:value") from error
-    return parsed
+    return tuple(parsed)

@@ -18,22 +18,26 @@ class InvalidLabelFilter(ValueError):
     pass
 
 
-def parse_labels(labels: Iterable[str]) -> dict[str, str]:
-    """`["team:growth", ...]` -> `{"team": "growth"}`; the value may itself hold colons."""
-    parsed = {}
+LabelFilters = tuple[tuple[str, str], ...]
+
+
+def parse_labels(labels: Iterable[str]) -> LabelFilters:
+    """`["team:growth", ...]` -> `(("team", "growth"), ...)`; the value may itself hold colons.
+    Pairs, not a dict: all must match, so two values of one key match nothing rather than the last."""
+    parsed = []
     for label in labels:
         key, sep, value = label.partition(":")
         if not sep or not key or not value:
             raise InvalidLabelFilter(f"{label!r} is not of the form key:value")
-        parsed[key] = value
-    return parsed
+        parsed.append((key, value))
+    return tuple(parsed)
 
 
 @dataclass(frozen=True)
 class SegmentFilter:
     segment_types: frozenset[str] = frozenset()
     attributes: dict[str, str] = field(default_factory=dict)  # only the attributes given
-    labels: dict[str, str] = field(default_factory=dict)
+    labels: LabelFilters = ()
 
     @classmethod
     def of(
@@ -63,7 +67,7 @@ class SegmentFilter:
         if any(segment.get(name) != value for name, value in self.attributes.items()):
             return False
         segment_labels = segment.get("labels") or {}
-        return all(segment_labels.get(k) == v for k, v in self.labels.items())
+        return all(segment_labels.get(k) == v for k, v in self.labels)
 
     def apply(self, segments: list[dict[str, Any]], archived: Collection[str]) -> list[dict[str, Any]]:
         """The segments that match and are not archived (SPEC 7: archived ones leave lookups)."""

@@ -7,7 +7,7 @@ appends its audit entry in the same transaction, so two writers of one version c
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -75,7 +75,7 @@ class SegmentFilters:
     category: str | None = None
     city: str | None = None
     country: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
+    labels: tuple[tuple[str, str], ...] = ()  # key:value pairs, all of which must hold
 
 
 class SegmentNotFound(LookupError):
@@ -190,8 +190,8 @@ class SegmentRepository:
             value = getattr(filters, name)
             if value is not None:
                 query = query.where(getattr(SegmentRow, name) == value)
-        if filters.labels:
-            query = query.where(SegmentRow.labels.contains(filters.labels))
+        for key, value in filters.labels:
+            query = query.where(SegmentRow.labels.contains({key: value}))
         with self._sessions() as session:
             segments = [Segment.model_validate(r) for r in session.scalars(query)]
         return segments[:limit], len(segments) > limit

@@ -449,6 +449,7 @@ def test_filters_all_apply(client: TestClient, keys: Keys, listed: dict[str, Any
 
     assert ids(label=["team:growth"]) == made("n0", "n2", "store")
     assert ids(label=["team:growth", "channel:push"]) == made("n0")
+    assert ids(label=["team:growth", "team:crm"]) == set()  # all must hold: no segment has both
     assert ids(status="paused") == made("n5")
     assert ids(status="archived") == made("n4")
     assert ids(status=["active", "archived"]) == made("n0", "n1", "n2", "n3", "n4", "store")

@@ -9,7 +9,7 @@ from resources.segment_filters import InvalidLabelFilter, SegmentFilter, parse_l
 
 SEGMENTS = [
     {"segment_id": "s1", "segment_type": "new_customers", "city": "Madrid", "store_id": None, "category": None, "country": "ES", "labels": {"team": "growth"}},
-    {"segment_id": "s2", "segment_type": "high_spenders", "city": None, "store_id": "st1", "category": "grocery", "country": None, "labels": {}},
+    {"segment_id": "s2", "segment_type": "high_spenders", "city": None, "store_id": "st1", "category": "grocery", "country": None, "labels": {"team": "crm"}},
     {"segment_id": "s3", "segment_type": "high_spenders", "city": "Madrid", "store_id": "st1", "category": "pharmacy", "country": "ES", "labels": {"team": "growth", "tier": "a:b"}},
 ]
 
@@ -25,6 +25,8 @@ SEGMENTS = [
         ({"category": "grocery"}, ["s2"]),
         ({"labels": ["team:growth"]}, ["s1", "s3"]),
         ({"labels": ["team:growth", "tier:a:b"]}, ["s3"]),  # the value may hold colons
+        ({"labels": ["team:growth", "team:crm"]}, []),  # all must match: one key, two values
+        ({"labels": ["team:growth", "team:growth"]}, ["s1", "s3"]),
         ({"country": "FR"}, []),
     ],
 )

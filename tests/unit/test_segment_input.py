@@ -47,7 +47,7 @@ def test_a_cursor_not_made_here_names_the_cursor(cursor: str) -> None:
 
 
 def test_label_filters_split_on_the_first_colon() -> None:
-    assert label_filters(["team:growth", "url:a:b"]) == {"team": "growth", "url": "a:b"}
+    assert label_filters(["team:growth", "url:a:b"]) == (("team", "growth"), ("url", "a:b"))
 
 
 @pytest.mark.parametrize("label", ["team", ":x", "team:", "Team:x", "team:\x00"])
