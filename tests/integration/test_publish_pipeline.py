@@ -44,10 +44,17 @@ def test_segmentation_run_publishes_a_verified_index_and_the_sensor_does_not_rep
         orders=[("o1", "c2", "s1", T - DAY, 10.0, "delivered")],
     )
     segments = SegmentRepository(session_factory(settings.database_url))
-    for name, params in [("a month, no order", {"max_days_since_signup": 30}), ("nobody", {"max_days_since_signup": 1, "country": "FR"})]:
-        segments.create(
-            name=name, segment_type=TYPE, params=params, targeting={}, labels={}, description=None, status="active", actor="test"
-        )
+    made = {}
+    for name, params, status in [
+        ("a month, no order", {"max_days_since_signup": 30}, "active"),
+        ("nobody", {"max_days_since_signup": 1, "country": "FR"}, "active"),
+        ("paused, with members", {"max_days_since_signup": 30}, "paused"),
+        ("archived, with members", {"max_days_since_signup": 30}, "active"),
+    ]:
+        made[name] = segments.create(
+            name=name, segment_type=TYPE, params=params, targeting={}, labels={}, description=None, status=status, actor="test"
+        ).id
+    segments.archive(made["archived, with members"], actor="test")
 
     instance = dagster_instance(settings)
     defs, now = build_definitions(settings), T + 3 * timedelta(hours=1)
@@ -60,6 +67,8 @@ def test_segmentation_run_publishes_a_verified_index_and_the_sensor_does_not_rep
     manifest = read_manifest(Lake(settings.lake_uri), Lake(settings.lake_uri).results_dir(TYPE, PARTITION))
     assert built["memberships"] == sum(s["member_count"] for s in manifest["segments"]) == 29  # c1..c30 but c2
     assert built["segments"] == 2 and built["bytes"] > 0 and built["previous_index"] == "none"
+    # Only active segments are computed: the paused and the archived one would have members.
+    assert {s["segment_id"] for s in manifest["segments"]} == {made["a month, no order"], made["nobody"]}
     assert served(settings) == [built["index"]] == [published["index"]]
     assert published["generation"] == int(redis.Redis.from_url(settings.redis_url).get(generation_key(settings.index_prefix)))
     counts = writer(settings).segment_counts(built["index"])
