@@ -10,7 +10,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import redis
+from typer.testing import CliRunner
 
+from cli.main import app
 from cli.runs import materialize_partition
 from definitions import build_definitions
 from resources.config_store.database import session_factory
@@ -19,10 +21,11 @@ from resources.dagster_instance import dagster_instance
 from resources.lake import Lake
 from resources.publication import generation_key
 from resources.segment_results import read_manifest
-from resources.settings import Settings
+from resources.settings import Settings, get_settings
 from segmentation_assets.publish import alias_key, index_key
 from tests.integration.publishing import TYPE, lock_holder, served, writer
 from tests.lake_builder import write_lake
+from tests.reliability.sustained_load import settings_environment
 
 pytestmark = pytest.mark.integration
 
@@ -79,3 +82,22 @@ def test_segmentation_run_publishes_a_verified_index_and_the_sensor_does_not_rep
     evaluation = dg.evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=now, cursor=before.cursor)
     assert not evaluation.get_requested_partitions(index_key(TYPE))
     assert not evaluation.get_requested_partitions(alias_key(TYPE))
+
+
+def test_segmentation_run_exits_non_zero_when_a_type_is_unknown_or_a_step_fails(settings: Settings, monkeypatch) -> None:
+    SegmentRepository(session_factory(settings.database_url)).create(
+        name="a month", segment_type=TYPE, params={"max_days_since_signup": 30}, targeting={}, labels={},
+        description=None, status="active", actor="test",
+    )  # and no lake at all: the calculation has nothing to read
+    for name, value in settings_environment(settings).items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        unknown = CliRunner().invoke(app, ["run", "--partition", PARTITION, "--segment-type", "nope"])
+        failed = CliRunner().invoke(app, ["run", "--partition", PARTITION, "--segment-type", TYPE])
+    finally:
+        get_settings.cache_clear()
+    assert unknown.exit_code == 1 and "unknown segment type(s) nope" in unknown.output
+    assert failed.exit_code == 1, failed.output
+    assert "FAILED" in failed.output and f"step FAILED {TYPE}__members" in failed.output
+    assert served(settings) == []
