@@ -110,10 +110,10 @@ def lookup(client: TestClient, headers: dict[str, str], customer_id: str, **para
     return response.status_code, response.json(), time.perf_counter() - started, dict(response.headers)
 
 
-def wait_until_cached(settings: Settings, *customer_ids: str) -> None:
+def wait_until_cached(settings: Settings, *customer_ids: str, kind: str = "m") -> None:
     client = redis.Redis.from_url(settings.redis_url)
     generation = int(client.get(generation_key(settings.index_prefix)))
-    keys = [f"{settings.index_prefix}:lookup:{generation}:m:{c}" for c in customer_ids]
+    keys = [f"{settings.index_prefix}:lookup:{generation}:{kind}:{c}" for c in customer_ids]
     deadline = time.monotonic() + 5
     while client.exists(*keys) < len(keys):
         assert time.monotonic() < deadline, f"{customer_ids} never cached"
@@ -181,6 +181,33 @@ def test_with_elasticsearch_down_cached_answers_are_served_and_the_rest_fail_fas
     assert partly_cached.status_code == 503  # all or nothing: a missing customer is not "no segments"
     assert "retry-after" in partly_cached.headers
     assert_correct(client, headers, "c041")  # cached answers still flow with the breaker open
+
+
+def test_with_elasticsearch_down_membership_and_stats_answer_from_the_cache_and_the_rest_fail_fast(
+    api, api_roomy, settings: Settings
+) -> None:
+    warm, headers, _, _ = api_roomy
+    stats = warm.get("/v1/segments/seg-a/stats", headers=headers)
+    assert stats.status_code == 200 and stats.json()["member_count"] == 60
+    assert_correct(warm, headers, "c042")
+    wait_until_cached(settings, "c042")
+    wait_until_cached(settings, "seg-a", kind="s")
+    client, headers, es_proxy, _ = api
+    es_proxy.refuse()
+
+    assert client.get("/v1/segments/seg-a/stats", headers=headers).json() == stats.json()
+    member = client.get("/v1/segments/seg-b/members/c042", headers=headers)
+    assert member.status_code == 200 and member.json()["member"] is True  # from c042's cached list
+    for path in [
+        "/v1/segments/seg-b/stats",  # never asked: not cached
+        "/v1/segments/seg-a/members/c043",  # c043's list is not cached
+        "/v1/segments/seg-a/members",  # an export reads the index itself
+    ]:
+        started = time.perf_counter()
+        response = client.get(path, headers=headers)
+        assert response.status_code == 503, (path, response.text)
+        assert response.json()["error"]["code"] == "unavailable" and int(response.headers["retry-after"]) >= 1
+        assert time.perf_counter() - started < FAIL_FAST_SECONDS, path
 
 
 def test_a_hanging_elasticsearch_answers_503_within_the_budget(api) -> None:
