@@ -84,7 +84,8 @@ def test_segmentation_run_publishes_a_verified_index_and_the_sensor_does_not_rep
     assert not evaluation.get_requested_partitions(alias_key(TYPE))
 
 
-def test_segmentation_run_exits_non_zero_when_a_type_is_unknown_or_a_step_fails(settings: Settings, monkeypatch) -> None:
+def test_segmentation_run_exits_non_zero_when_a_type_is_unknown_or_a_step_fails(make_namespace, monkeypatch) -> None:
+    settings = make_namespace()  # of its own: no lake at all
     SegmentRepository(session_factory(settings.database_url)).create(
         name="a month", segment_type=TYPE, params={"max_days_since_signup": 30}, targeting={}, labels={},
         description=None, status="active", actor="test",
