@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import Forbidden, Unauthorized
@@ -116,11 +118,40 @@ async def _caller(
     return await authenticate(state, credentials.credentials if bearer else None)  # type: ignore[union-attr]
 
 
-async def _admin_key(key: Annotated[ApiKey, Depends(_caller)]) -> ApiKey:
+def require_admin(key: ApiKey) -> ApiKey:
     if key.scope != "admin":
         raise Forbidden(f"this call needs an admin key; key {key.name!r} has scope {key.scope!r}")
     return key
 
 
+async def _admin_key(key: Annotated[ApiKey, Depends(_caller)]) -> ApiKey:
+    return require_admin(key)
+
+
 ReadKey = Annotated[ApiKey, Depends(_caller)]  # any valid key may read
 AdminKey = Annotated[ApiKey, Depends(_admin_key)]
+
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def key_checked_first(*, admin: bool) -> type[APIRoute]:
+    """A route class that checks the caller's key, and its scope, before the request's body is read.
+
+    FastAPI reads a body before any dependency runs, so a body that is not JSON was a 422 before a
+    missing key was a 401 (SPEC 7: 401). The routes' own `ReadKey`/`AdminKey` still run (answered
+    from the key cache) and document the key in OpenAPI; requests without a body skip this check."""
+
+    class KeyCheckedFirst(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+            handler = super().get_route_handler()
+
+            async def checked_first(request: Request) -> Response:
+                if request.method in BODY_METHODS:
+                    key = await authenticate(request.app.state.segmentation, bearer_token(request.headers.get("authorization")))
+                    if admin:
+                        require_admin(key)
+                return await handler(request)
+
+            return checked_first
+
+    return KeyCheckedFirst

@@ -8,14 +8,14 @@ from typing import Annotated
 import orjson
 from fastapi import APIRouter, Path, Request, Response
 
-from api.deps import AppState, ReadKey, State, authenticate, bearer_token
+from api.deps import AppState, ReadKey, State, authenticate, bearer_token, key_checked_first
 from api.errors import invalid_field, invalid_input
 from api.lookup_schemas import CustomerSegmentsBatch, CustomerSegmentsBatchRequest
 from api.schemas import CustomerSegments
 from resources.segment_filters import InvalidLabelFilter, SegmentFilter
 from segmentation_assets.segment_types.base import ID_PATTERN
 
-router = APIRouter(tags=["lookups"])
+router = APIRouter(tags=["lookups"], route_class=key_checked_first(admin=False))
 
 CustomerId = Annotated[str, Path(pattern=ID_PATTERN, description="The customer's id.")]
 NO_FILTER = SegmentFilter()

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Response
 
-from api.deps import AdminKey, AppState, State
+from api.deps import AdminKey, AppState, State, key_checked_first
 from api.errors import Conflict, NotFound, PreconditionFailed, invalid_field
 from api.schemas import AuditTrail, SegmentCreate, SegmentPage, SegmentPublic, SegmentTypes, SegmentUpdate
 from api.segment_input import (
@@ -28,7 +28,7 @@ from resources.config_store.segments import (
 from segmentation_assets.segment_types import SEGMENT_TYPES
 from segmentation_assets.segment_types.base import ID_PATTERN
 
-router = APIRouter(tags=["segments"])
+router = APIRouter(tags=["segments"], route_class=key_checked_first(admin=True))
 
 SegmentId = Annotated[str, Path(pattern=ID_PATTERN, description="The segment's id.")]
 IfMatch = Annotated[
