@@ -8,7 +8,8 @@ answer it makes (measured in bench_api), so the same memory holds six times the 
 batch's writes to it are small. Every filter is applied in the process, so one entry serves them all.
 
 Catalogs are cached too, so that with Elasticsearch unavailable a process that has never read
-an index can still answer from the cache. Whatever the cache holds for the current generation is
+an index can still answer from the cache; so are segment summaries and the membership checks
+that a customer's list cannot answer. Whatever the cache holds for the current generation is
 answered; the rest raises `SearchUnavailable`.
 
 In front of Redis, each process keeps the answers (and segment summaries) it made last in a
@@ -31,6 +32,7 @@ from resources.serving_metrics import CACHE_LOOKUPS
 MEMBERSHIPS = "m"  # a customer's segment ids, by index
 SEGMENT = "s"  # a segment's summary
 CATALOG = "i"  # an index's catalog
+HOLDS = "h"  # whether an index has a customer in a segment: "1" or "0"
 
 Catalog = dict[str, dict[str, Any]]
 
@@ -119,6 +121,23 @@ class SegmentLookups:
             await self.cache.write_behind(generation, SEGMENT, serialized)
             self._near_put(generation, SEGMENT, serialized)
         return summary
+
+    async def holds(self, index: str, segment_id: str, customer_id: str) -> bool:
+        """Whether one index (one calculation) has the customer in the segment. An index never
+        changes once served, so the answer is cached, "no" as well as "yes": most membership
+        checks that get this far are of customers outside the segment."""
+        generation = await self.cache.generation()
+        item = f"{index}:{segment_id}:{customer_id}"
+        if generation is not None:
+            cached = self._near_get(generation, HOLDS, [item]) or await self.cache.get_many(generation, HOLDS, [item])
+            if item in cached:
+                return cached[item] == b"1"
+        member = await self.reader.holds(index, segment_id, customer_id)
+        if generation is not None:
+            answer = {item: b"1" if member else b"0"}
+            await self.cache.write_behind(generation, HOLDS, answer)
+            self._near_put(generation, HOLDS, answer)
+        return member
 
 
 def _segment_list(held: dict[str, list[str]], catalogs: dict[str, Catalog]) -> bytes:

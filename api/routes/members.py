@@ -53,7 +53,7 @@ async def segment_membership(segment_id: SegmentId, customer_id: CustomerId, sta
     summary = await _served(state, segment_id)
     # The list and the summary are two reads: across an alias switch they can come from two
     # calculations (one cached, one fresh). The summary's own index answers for its calculation.
-    member = await state.lookups.reader.holds(summary["index"], segment_id, customer_id)
+    member = await state.lookups.holds(summary["index"], segment_id, customer_id)
     return json_response(
         {"segment_id": segment_id, "customer_id": customer_id, "member": member, "calculated_at": summary["calculated_at"]}
     )

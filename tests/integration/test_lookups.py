@@ -231,6 +231,12 @@ def test_membership(served) -> None:
     assert unknown.status_code == 404
     assert unknown.json()["error"]["code"] == "not_found"
 
+    # "No" is cached as well as "yes": asked again, Elasticsearch is not.
+    checks = metric("segmentation_elasticsearch_request_duration_seconds_count", operation="membership", outcome="ok")
+    again = client.get(f"/v1/segments/{segment_id}/members/{outsider}", headers=headers)
+    assert again.json()["member"] is False
+    assert metric("segmentation_elasticsearch_request_duration_seconds_count", operation="membership", outcome="ok") == checks
+
 
 def export(client: TestClient, headers: dict[str, str], segment_id: str, limit: int, cursor: str | None = None) -> tuple[list[str], int]:
     ids: list[str] = []

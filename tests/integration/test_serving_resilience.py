@@ -190,14 +190,18 @@ def test_with_elasticsearch_down_membership_and_stats_answer_from_the_cache_and_
     stats = warm.get("/v1/segments/seg-a/stats", headers=headers)
     assert stats.status_code == 200 and stats.json()["member_count"] == 60
     assert_correct(warm, headers, "c042")
+    outside = warm.get("/v1/segments/seg-a/members/c081", headers=headers)  # c081 is only in seg-b
+    assert outside.status_code == 200 and outside.json()["member"] is False
     wait_until_cached(settings, "c042")
     wait_until_cached(settings, "seg-a", kind="s")
+    wait_until_cached(settings, f"{stats.json()['index']}:seg-a:c081", kind="h")
     client, headers, es_proxy, _ = api
     es_proxy.refuse()
 
     assert client.get("/v1/segments/seg-a/stats", headers=headers).json() == stats.json()
     member = client.get("/v1/segments/seg-b/members/c042", headers=headers)
     assert member.status_code == 200 and member.json()["member"] is True  # from c042's cached list
+    assert client.get("/v1/segments/seg-a/members/c081", headers=headers).json() == outside.json()  # a cached "no"
     for path in [
         "/v1/segments/seg-b/stats",  # never asked: not cached
         "/v1/segments/seg-a/members/c043",  # c043's list is not cached
