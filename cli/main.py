@@ -179,6 +179,8 @@ def rollback(
     was = ", ".join(move.previous) or "nothing"
     generation = f", generation {move.generation}" if move.generation is not None else " (already served)"
     typer.echo(f"{segment_type} served from {move.served} (was {was}){generation}")
+    for problem in move.problems:
+        typer.echo(f"warning: {problem}", err=True)
 
 
 @app.command("api")

@@ -4,9 +4,14 @@ Every move of the aliases is one atomic `_aliases` request (`SegmentIndexWriter.
 followed by a new generation: the Redis counter `<prefix>:generation`, which the API's cache keys
 on. The generation is also written into the served index's `_meta`, and the counter never goes
 below the highest generation recorded there, so a Redis that lost its data cannot hand out a
-generation again. A switch that Redis cannot give a generation is undone: the failed publish leaves
-the previous calculation served (SPEC 8), and publishing again switches anew. An index served
-without a generation (the undo failed too) is given one when it is published again.
+generation again.
+
+Nothing moves unless Redis answers first; a switch that Redis then cannot give a generation is
+undone, so the failed publish leaves the previous calculation served (SPEC 8), and publishing
+again switches anew. An index served without a generation (the undo failed too) is given one when
+it is published again. Once the aliases have moved and the generation is given, the publish has
+happened: what fails after that (recording the generation in `_meta`, retention) is reported in
+`AliasMove.problems`, not as a failed publish.
 
 Callers hold the type's `IngestionLock` around all of this.
 """
@@ -20,6 +25,7 @@ from typing import NoReturn
 import redis
 from elastic_transport import TransportError
 from elasticsearch import ApiError
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from resources.segment_index import SegmentIndex, SegmentIndexWriter
 
@@ -33,6 +39,11 @@ if generation <= floor then
 end
 return generation
 """
+
+
+# A new generation is asked for this many times, backing off, before a switch is undone: a Redis
+# failover takes seconds. Only a lost connection is worth asking again.
+GENERATION_ATTEMPTS = 3
 
 
 class PublicationRefused(RuntimeError):
@@ -52,27 +63,58 @@ class AliasMove:
     kept_newer: bool = False  # the requested index is older than the served one, which stays
     deleted: list[str] = field(default_factory=list)
     compaction: str | None = None  # the merge task started on the newly served index, or why none
+    problems: list[str] = field(default_factory=list)  # what failed after the switch, which stands
 
 
 def next_generation(client: redis.Redis, prefix: str, floor: int) -> int:
     return int(client.register_script(_NEXT_GENERATION)(keys=[generation_key(prefix)], args=[floor]))
 
 
-def _switch(writer: SegmentIndexWriter, client: redis.Redis, segment_type: str, index: str) -> tuple[list[str], int]:
+def _new_generation(client: redis.Redis, prefix: str, floor: int) -> int:
+    for attempt in Retrying(
+        stop=stop_after_attempt(GENERATION_ATTEMPTS),
+        wait=wait_exponential(multiplier=0.5, max=2),
+        retry=retry_if_exception_type((redis.ConnectionError, redis.TimeoutError)),
+        reraise=True,
+    ):
+        with attempt:
+            return next_generation(client, prefix, floor)
+    raise AssertionError("unreachable: the last attempt re-raises")
+
+
+def _switch(
+    writer: SegmentIndexWriter, client: redis.Redis, segment_type: str, index: str
+) -> tuple[list[str], int, list[str]]:
+    """(what was served before, the new generation, what failed after the switch)."""
     floor = writer.highest_served_generation()
+    try:
+        client.ping()  # before anything moves: a switch that Redis cannot number has to be undone
+    except redis.RedisError as error:
+        raise PublicationRefused(
+            f"Redis does not answer ({error}): the aliases of {segment_type} did not move. Publish again once it does."
+        ) from error
     previous = writer.switch_alias(segment_type, index)
     try:
-        generation = next_generation(client, writer.prefix, floor)  # the client retries a lost connection
+        generation = _new_generation(client, writer.prefix, floor)
     except redis.RedisError as error:
         # Readers key their caches on the generation: under the old one, answers cached from the
         # previous indices would still be served beside the new index's. So the switch is undone.
-        _undo_switch(writer, segment_type, index, previous, error)
-    writer.update_meta(index, generation=generation, published_at=datetime.now(timezone.utc).isoformat())
-    return previous, generation
+        _undo_switch(writer, client, segment_type, index, previous, error)
+    try:
+        writer.update_meta(index, generation=generation, published_at=datetime.now(timezone.utc).isoformat())
+    except (ApiError, TransportError) as error:
+        unrecorded = f"{index} is served, but its _meta lacks generation {generation} ({error}); publishing it again records one"
+        return previous, generation, [unrecorded]
+    return previous, generation, []
 
 
 def _undo_switch(
-    writer: SegmentIndexWriter, segment_type: str, index: str, previous: list[str], error: redis.RedisError
+    writer: SegmentIndexWriter,
+    client: redis.Redis,
+    segment_type: str,
+    index: str,
+    previous: list[str],
+    error: redis.RedisError,
 ) -> NoReturn:
     why = f"Redis could not give the switch of {segment_type} to {index} a new generation ({error})"
     if index in previous:  # served already, never given a generation: there is nothing to go back to
@@ -87,8 +129,18 @@ def _undo_switch(
             "generation, and answers cached before the switch may be served until a new one. Once Redis answers, "
             f"publish it again, or INCR {generation_key(writer.prefix)}."
         ) from error
+    try:
+        # While the generation was asked for, readers may have cached the new index's answers under
+        # the current one: a new generation retires them.
+        next_generation(client, writer.prefix, writer.highest_served_generation())
+        retired = ""
+    except redis.RedisError:
+        retired = (
+            f" Answers that readers cached from {index} meanwhile stay under the current generation until the "
+            f"next switch, or INCR {generation_key(writer.prefix)}."
+        )
     raise PublicationRefused(
-        f"{why}; the aliases are back on {', '.join(previous) or 'nothing'}. Publish again once Redis answers."
+        f"{why}; the aliases are back on {', '.join(previous) or 'nothing'}.{retired} Publish again once Redis answers."
     ) from error
 
 
@@ -117,9 +169,12 @@ def publish_index(
     elif newest_served is not None and newest_served.publication_order > candidate.publication_order:
         move = AliasMove(newest_served.name, [newest_served.name], None, kept_newer=True)
     else:
-        previous, generation = _switch(writer, client, segment_type, index)
-        move = AliasMove(index, previous, generation, compaction=_start_compaction(writer, index))
-    return replace(move, deleted=apply_retention(writer, segment_type, retention))
+        previous, generation, problems = _switch(writer, client, segment_type, index)
+        move = AliasMove(index, previous, generation, compaction=_start_compaction(writer, index), problems=problems)
+    try:
+        return replace(move, deleted=apply_retention(writer, segment_type, retention))
+    except (ApiError, TransportError) as error:
+        return replace(move, problems=[*move.problems, f"retention stopped ({error}); the next publish applies it"])
 
 
 def _start_compaction(writer: SegmentIndexWriter, index: str) -> str:
@@ -146,8 +201,8 @@ def roll_back(writer: SegmentIndexWriter, client: redis.Redis, segment_type: str
     _servable(writer, segment_type, to)
     if served == [to]:
         return AliasMove(to, served, None)
-    previous, generation = _switch(writer, client, segment_type, to)
-    return AliasMove(to, previous, generation)
+    previous, generation, problems = _switch(writer, client, segment_type, to)
+    return AliasMove(to, previous, generation, problems=problems)
 
 
 def apply_retention(writer: SegmentIndexWriter, segment_type: str, keep: int) -> list[str]:

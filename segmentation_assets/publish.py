@@ -166,6 +166,7 @@ def _alias_metadata(requested: str, move: AliasMove) -> dict[str, Any]:
         "switched": move.generation is not None,
         "kept_newer": move.kept_newer,
         "deleted_indices": move.deleted,
+        "problems": move.problems,
     }
     if move.generation is not None:
         metadata["generation"] = move.generation
@@ -201,6 +202,8 @@ def build_alias_asset(segment_type: SegmentType, partitions_def: dg.PartitionsDe
             context.log.info(f"{segment_type.name} served from {move.served} (was {', '.join(move.previous) or 'nothing'})")
         if move.deleted:
             context.log.info(f"retention deleted {', '.join(move.deleted)}")
+        for problem in move.problems:
+            context.log.warning(problem)
         return dg.MaterializeResult(metadata=_alias_metadata(requested, move))
 
     return alias

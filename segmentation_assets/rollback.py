@@ -48,7 +48,13 @@ def roll_back_alias(
 ) -> dg.Output[str]:
     move = roll_back_type(search.writer(), redis.client(), config.segment_type, config.to_index, redis.ingestion_lock_seconds)
     context.log.info(f"{config.segment_type} served from {move.served} (was {', '.join(move.previous) or 'nothing'})")
-    metadata = {"index": move.served, "previous_index": ", ".join(move.previous) or "none"}
+    for problem in move.problems:
+        context.log.warning(problem)
+    metadata = {
+        "index": move.served,
+        "previous_index": ", ".join(move.previous) or "none",
+        "problems": dg.MetadataValue.json(move.problems),
+    }
     if move.generation is not None:
         metadata["generation"] = move.generation
     return dg.Output(move.served, metadata=metadata)

@@ -2,7 +2,8 @@
 
 The shared Elasticsearch is never stopped (other tests use it); instead an ingestion is pointed
 at this proxy, which can slow down or hold bulk requests, answer them with 429/5xx, reject
-chosen items, or cut every connection and stop listening, as a dead cluster would.
+chosen items, answer chosen other requests with an error, or cut every connection and stop
+listening, as a dead cluster would.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class FaultyElasticsearch:
         # Items to answer 429 although Elasticsearch indexed them (a retry overwrites them by id):
         self.reject_items = 0  # the next this many
         self.reject_item: Callable[[str], bool] = lambda _id: False  # these ids, every time
+        # (method, path) -> a status to answer instead of forwarding the request, or None to forward it
+        self.fail_request: Callable[[str, str], int | None] = lambda _method, _path: None
         self.open = threading.Event()  # cleared: bulk requests wait (holding the ingestion mid-load)
         self.open.set()
         self.bulk_waiting = threading.Event()
@@ -79,6 +82,11 @@ class FaultyElasticsearch:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if proxy._cut.is_set():
                     self.close_connection = True
+                    return
+                injected = proxy.fail_request(self.command, self.path.split("?")[0])
+                if injected is not None:
+                    error = {"error": {"type": "injected", "reason": f"injected {injected}"}, "status": injected}
+                    self._answer(injected, json.dumps(error).encode())
                     return
                 is_bulk = self.path.split("?")[0].endswith("/_bulk")
                 if is_bulk:

@@ -34,6 +34,7 @@ from tests.integration.publishing import (
     type_index_names,
     writer,
 )
+from tests.integration.es_proxy import FaultyElasticsearch
 from tests.integration.results_folder import write_results
 from tests.tcp_proxy import TcpProxy
 
@@ -233,33 +234,78 @@ def test_a_merge_that_cannot_start_does_not_undo_the_switch(namespace, instance,
     assert served(namespace) == [new_index]
 
 
-def test_a_switch_that_redis_cannot_number_is_undone(namespace, instance) -> None:
-    """The API's cache keys on the generation: a new index served under the old one would answer
-    beside what was cached from the previous one. With Redis gone at that moment, the publish fails
-    saying why, the previous calculation stays served, and publishing again, Redis back, switches."""
+def day_2_served_and_day_3_built(namespace: Settings, instance: dg.DagsterInstance) -> tuple[list[str], str]:
+    """(what serves day 2's calculation, the index of day 3's, verified but not served)."""
     publish_days(namespace, instance, [2])
-    first = served(namespace)
     calculation(namespace, 3)
     built = publish(namespace, "2026-11-03", instance, steps=("index",))
     assert built.success, failure_text(built)
-    new_index = materialization(built, "index")["index"]
+    return served(namespace), materialization(built, "index")["index"]
+
+
+def test_a_switch_that_redis_cannot_number_is_refused_or_undone(namespace, instance) -> None:
+    """The API's cache keys on the generation: a new index served under the old one would answer
+    beside what was cached from the previous one. Redis not answering, nothing moves; Redis
+    answering but giving no generation, the switch is undone. Either way the publish fails saying
+    why, the previous calculation stays served, and publishing again, Redis sound, switches."""
+    first, new_index = day_2_served_and_day_3_built(namespace, instance)
     before = generation(namespace)
+    es = Elasticsearch(namespace.elasticsearch_url)
+
+    def still_the_first_calculation() -> None:
+        assert served(namespace) == first
+        answered = {(customer, segment) for customer, segment, _ in lookup(es, namespace, CUSTOMERS)}
+        assert answered == {(c, s) for s, members in segments_of(2).items() for c in members}
+
     proxy = TcpProxy("127.0.0.1", urlsplit(namespace.redis_url).port or 6379)
     proxy.refuse()
     try:
-        with pytest.raises(PublicationRefused, match="could not give the switch") as refused:
+        with pytest.raises(PublicationRefused, match=f"Redis does not answer .*the aliases of {TYPE} did not move"):
             publish_index(writer(namespace), redis.Redis(port=proxy.port), TYPE, new_index, retention=3)
     finally:
         proxy.close()
-    assert f"the aliases are back on {first[0]}" in str(refused.value)
-    es = Elasticsearch(namespace.elasticsearch_url)
-    assert served(namespace) == first and generation(namespace) == before
-    answered = {(customer, segment) for customer, segment, _ in lookup(es, namespace, CUSTOMERS)}
-    assert answered == {(c, s) for s, members in segments_of(2).items() for c in members}
+    still_the_first_calculation()
+    assert generation(namespace) == before
 
+    # Redis answers, but its counter cannot be incremented (as if overwritten): the switch is undone.
+    client = redis.Redis.from_url(namespace.redis_url)
+    client.set(generation_key(namespace.index_prefix), "not a number")
+    with pytest.raises(PublicationRefused, match="could not give the switch") as refused:
+        publish_index(writer(namespace), client, TYPE, new_index, retention=3)
+    assert f"the aliases are back on {first[0]}" in str(refused.value)
+    assert "stay under the current generation until the next switch" in str(refused.value)  # no bump either
+    still_the_first_calculation()
+
+    client.set(generation_key(namespace.index_prefix), before)
     switched = publish(namespace, "2026-11-03", instance, steps=("alias",))
     assert switched.success, failure_text(switched)
     assert served(namespace) == [new_index] and generation(namespace) == before + 1
+
+
+def test_what_fails_after_the_switch_is_reported_and_the_switch_stands(namespace, instance) -> None:
+    """Once the aliases moved and the generation is given, the publish has happened: failing to
+    record the generation in `_meta`, or retention failing, is reported beside it, not as a failed
+    publish (which would say that the previous calculation is still served)."""
+    [old_index], new_index = day_2_served_and_day_3_built(namespace, instance)
+    before = generation(namespace)
+    faulty = FaultyElasticsearch(namespace.elasticsearch_url)
+    failing = {("PUT", f"/{new_index}/_mapping"), ("DELETE", f"/{old_index}")}  # the _meta update, retention
+    faulty.fail_request = lambda method, path: 503 if (method, path) in failing else None
+    client = redis.Redis.from_url(namespace.redis_url)
+    try:
+        move = publish_index(writer(namespace, faulty.url), client, TYPE, new_index, retention=1)
+    finally:
+        faulty.close()
+    assert move.served == new_index and move.previous == [old_index] and move.generation == before + 1
+    assert served(namespace) == [new_index] and generation(namespace) == before + 1
+    assert len(move.problems) == 2, move.problems
+    assert f"its _meta lacks generation {before + 1}" in move.problems[0] and "retention stopped" in move.problems[1]
+    assert old_index in type_index_names(namespace)  # not deleted: the next publish will
+
+    again = publish(namespace.model_copy(update={"index_retention": 1}), "2026-11-03", instance, steps=("alias",))
+    assert again.success, failure_text(again)
+    assert writer(namespace).segment_index(new_index).meta["generation"] == generation(namespace) == before + 2
+    assert type_index_names(namespace) == {new_index}
 
 
 def test_an_index_served_without_a_generation_gets_one_when_published_again(namespace, instance) -> None:
