@@ -1,7 +1,10 @@
 """A Redis lock per segment type: two ingestions of one type never run at once (SPEC 8).
 
 redis-py's `Lock` gives the token (only its holder can release it), the expiry (a crashed holder
-cannot block forever) and the atomic renewal; a thread renews it while the holder works.
+cannot block forever) and the atomic renewal; a thread renews it while the holder works, and
+keeps trying through a Redis outage for as long as the lock lasts. Before marking an index
+verified, the holder asks Redis whether the lock is still its own (`HeldLock.confirm`); the alias
+step proves it when it adopts the lock.
 
 The token is the owner's id: for a Dagster run, its run id. That lets one run's index step hand
 the lock to its alias step, so a run's load, verification and alias switch form one critical
@@ -11,12 +14,16 @@ section that no other ingestion or rollback of the type can enter in between.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import redis
-from redis.exceptions import LockError, LockNotOwnedError
+from redis.exceptions import LockError, LockNotOwnedError, RedisError
 from redis.lock import Lock
+
+# A renewal that failed (Redis unreachable) is tried again this often, until the lock has expired.
+RENEWAL_RETRY_SECONDS = 1.0
 
 
 class IngestionLocked(RuntimeError):
@@ -28,14 +35,27 @@ def lock_name(prefix: str, segment_type: str) -> str:
 
 
 class HeldLock:
-    """What the holder may say while inside `IngestionLock.held()`."""
+    """What the holder may say, and ask, while inside `IngestionLock.held()`."""
 
-    def __init__(self) -> None:
+    def __init__(self, lock: Lock, lost: list[Exception]) -> None:
         self.handed_over = False
+        self._lock = lock
+        self._lost = lost
 
     def hand_over(self) -> None:
         """Keep the lock after leaving (until it expires or the owner's next step releases it)."""
         self.handed_over = True
+
+    def confirm(self) -> None:
+        """Raises `IngestionLocked` unless the lock is this holder's now, as Redis says."""
+        if self._lost:
+            raise IngestionLocked(f"lost the ingestion lock {self._lock.name!r} while working: {self._lost[0]}")
+        try:
+            owned = self._lock.owned()
+        except RedisError as error:
+            raise IngestionLocked(f"cannot tell whether the ingestion lock {self._lock.name!r} is still held: {error}") from error
+        if not owned:
+            raise IngestionLocked(f"lost the ingestion lock {self._lock.name!r} while working: another owner, or none, holds it")
 
 
 class IngestionLock:
@@ -61,11 +81,15 @@ class IngestionLock:
             self._lock.local.token = None
             raise IngestionLocked(self._refusal()) from None
 
-    def release(self) -> None:
+    def release(self) -> bool:
+        """Releases the lock; False when it was not this owner's any more (expired, or taken)."""
         try:
             self._lock.release()
+        except LockNotOwnedError:
+            return False
         except LockError:
-            pass  # expired or never taken: nothing of ours to release
+            pass  # never taken: nothing to release
+        return True
 
     def _refusal(self) -> str:
         holder = self._client.get(self.name)
@@ -85,17 +109,26 @@ class IngestionLock:
         holder on leaving, since another ingestion may have started meanwhile.
         """
         self.acquire()
-        state = HeldLock()
         stop = threading.Event()
         lost: list[Exception] = []
+        state = HeldLock(self._lock, lost)
 
         def keep_alive() -> None:
-            while not stop.wait(self.seconds / 3):
+            renewed = time.monotonic()
+            wait = self.seconds / 3
+            while not stop.wait(wait):
                 try:
                     self._lock.reacquire()
-                except Exception as error:  # noqa: BLE001 - reported to the holder on leaving
+                except LockNotOwnedError as error:  # another owner's now, or gone with Redis's data
                     lost.append(error)
                     return
+                except Exception as error:  # noqa: BLE001 - Redis unreachable: again, while the lock lasts
+                    if time.monotonic() - renewed >= self.seconds:
+                        lost.append(error)
+                        return
+                    wait = min(RENEWAL_RETRY_SECONDS, self.seconds / 3)
+                    continue
+                renewed, wait = time.monotonic(), self.seconds / 3
 
         renewer = threading.Thread(target=keep_alive, name=f"lock-renewal-{self.segment_type}", daemon=True)
         renewer.start()
@@ -106,7 +139,7 @@ class IngestionLock:
         finally:
             stop.set()
             renewer.join()
-            if failed or not state.handed_over or lost:
-                self.release()
+            if (failed or not state.handed_over or lost) and not self.release() and not failed:
+                lost.append(LockNotOwnedError("on leaving, another owner, or none, holds it"))
         if lost:
             raise IngestionLocked(f"lost the ingestion lock {self.name!r} while working: {lost[0]}")

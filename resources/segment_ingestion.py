@@ -12,6 +12,7 @@ served index, if any, are copied over, so it keeps answering from the previous c
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,8 +83,12 @@ def ingest_calculation(
     partition_key: str,
     run_id: str,
     settings: IngestionSettings,
+    confirm_lock: Callable[[], None] = lambda: None,
 ) -> IngestionReport:
-    """Builds and verifies the index of one calculation; raises `IngestionFailed` saying why not."""
+    """Builds and verifies the index of one calculation; raises `IngestionFailed` saying why not.
+
+    `confirm_lock` raises unless the type's lock is still held: a verified index is one that no
+    other ingestion of the type ran beside. Whatever it raises deletes the index and goes on."""
     started = time.monotonic()
     results_uri = lake.results_dir(segment_type, partition_key)
     manifest = read_manifest(lake, results_uri)
@@ -113,6 +118,7 @@ def ingest_calculation(
         report.segments = len(found)
         if report.complete:
             report.bytes = writer.store_bytes(name)
+            confirm_lock()
             writer.update_meta(name, verified=True, memberships=report.memberships, documents=report.documents)
         else:
             writer.delete_index(name)  # never served: nothing to keep it for

@@ -116,6 +116,7 @@ def build_index_asset(segment_type: SegmentType, partitions_def: dg.PartitionsDe
                     context.partition_key,
                     context.run.run_id,
                     search.ingestion_settings(),
+                    confirm_lock=lock.confirm,
                 )
                 if report.complete and _alias_follows(context, segment_type.name):
                     lock.hand_over()

@@ -7,17 +7,23 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from urllib.parse import urlsplit
 
 import dagster as dg
 import pytest
 import redis
+from elasticsearch import Elasticsearch
 
 from resources.ingestion_lock import IngestionLock, IngestionLocked
+from resources.lake import Lake
+from resources.segment_index import SegmentIndexWriter
+from resources.segment_ingestion import IngestionSettings, ingest_calculation
 from resources.settings import Settings
 from segmentation_assets.rollback import roll_back_with_settings
 from tests.integration.es_proxy import FaultyElasticsearch
 from tests.integration.publishing import TYPE, failure_text, lock_holder, materialization, publish, served, type_index_names
 from tests.integration.results_folder import write_results
+from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 
@@ -82,6 +88,48 @@ def test_a_holder_that_lost_its_lock_fails(client, make_lock) -> None:
     with pytest.raises(IngestionLocked, match="lost the ingestion lock"), holder.held():
         client.delete(holder.name)  # Redis lost it: another ingestion could start now
         time.sleep(0.8)  # the next renewal finds out
+
+
+def test_renewal_rides_out_a_redis_outage_shorter_than_the_expiry(client, settings: Settings) -> None:
+    proxy = TcpProxy("127.0.0.1", urlsplit(settings.redis_url).port or 6379)
+    try:
+        through_proxy = redis.Redis(port=proxy.port, socket_timeout=1)
+        holder = IngestionLock(through_proxy, f"test-lock-{uuid.uuid4().hex[:8]}", TYPE, 3, "run-a")
+        with holder.held() as held:
+            proxy.refuse()
+            time.sleep(1.6)  # a renewal (every 1 s) fails; the lock lasts 3 s
+            proxy.forward()
+            time.sleep(1.5)  # past the expiry that the failed renewal would have extended
+            assert client.get(holder.name) == b"run-a"
+            held.confirm()
+    finally:
+        proxy.close()
+    assert client.get(holder.name) is None  # released on leaving, no error
+
+
+def test_confirm_says_whether_the_lock_is_still_the_holders(client, make_lock) -> None:
+    holder = make_lock("run-a")
+    with pytest.raises(IngestionLocked), holder.held() as held:
+        held.confirm()
+        client.set(holder.name, "run-b")  # it expired, and another ingestion took it
+        with pytest.raises(IngestionLocked, match="another owner, or none, holds it"):
+            held.confirm()
+    assert client.get(holder.name) == b"run-b"  # not released: it is not ours
+
+
+def test_an_index_is_not_verified_once_the_lock_is_lost(namespace) -> None:
+    write_results(namespace.lake_uri, TYPE, "2026-11-20", {"seg": ["c1", "c2"]})
+    es = Elasticsearch(namespace.elasticsearch_url)
+
+    def lost() -> None:
+        raise IngestionLocked("lost the ingestion lock")
+
+    with pytest.raises(IngestionLocked):
+        ingest_calculation(
+            SegmentIndexWriter(es, namespace.index_prefix), Lake(namespace.lake_uri), TYPE, "2026-11-20", "run-lost",
+            IngestionSettings(), confirm_lock=lost,
+        )
+    assert type_index_names(namespace) == set()  # built, checked complete, then deleted: never marked verified
 
 
 @pytest.fixture
