@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import orjson
 
+from resources.index_names import is_index_name
 from resources.segment_reader import SegmentReader
 
 # Chunk documents hold up to 50,000 ids; a page sequence reads each one once per process.
@@ -45,9 +45,10 @@ class ExportCursor:
             raise InvalidCursor("not a cursor this API gave out") from error
         if version != 1 or not all(isinstance(v, int) and v >= 0 for v in (chunk, offset)):
             raise InvalidCursor("not a cursor this API gave out")
-        # One concrete index of ours, by name: no pattern (`*`), list (`,`) nor remote cluster (`:`)
-        # that would let a forged cursor read another deployment's indices.
-        if not isinstance(index, str) or not re.fullmatch(rf"{re.escape(index_prefix)}-[a-z0-9_-]{{1,200}}", index):
+        # One calculation's index of ours, by name: no pattern (`*`), list (`,`) nor remote cluster
+        # (`:`) that would let a forged cursor read another deployment's indices, and no alias,
+        # whose pages would come from whichever calculation it points at when each is asked.
+        if not isinstance(index, str) or len(index) > 255 or not is_index_name(index_prefix, index):
             raise InvalidCursor("not a cursor this API gave out")
         if cursor_segment != segment_id:
             raise InvalidCursor(f"the cursor belongs to segment {cursor_segment!r}, not {segment_id!r}")

@@ -235,6 +235,8 @@ def test_a_forged_export_cursor_never_points_elasticsearch_elsewhere(world, reac
         f"{prefix}-read,*",
         f"{prefix}-../_search",
         f"{prefix}-x:y",  # cross-cluster syntax
+        f"{prefix}-read",  # aliases: pages would come from whichever calculation they point at then
+        f"{prefix}-new_customers",
     ]
     for index in forged:
         cursor = ExportCursor(index, "seg-0", 0, 0).encode()

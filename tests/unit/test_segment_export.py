@@ -21,8 +21,11 @@ class ChunkedReader:
         return list(self.chunks[chunk]), len(self.chunks)
 
 
+INDEX = "p-new_customers-2026-11-25-abcd1234"
+
+
 def export_all(export: SegmentExport, limit: int) -> tuple[list[str], int]:
-    cursor: ExportCursor | None = ExportCursor("p-index", "seg", 0, 0)
+    cursor: ExportCursor | None = ExportCursor(INDEX, "seg", 0, 0)
     ids: list[str] = []
     pages = 0
     while cursor is not None:
@@ -56,8 +59,11 @@ def test_a_page_sequence_reads_each_chunk_once() -> None:
     [
         "garbage",
         ExportCursor("other-index", "seg", 0, 0).encode(),  # not one of our indices
-        ExportCursor("p-index", "seg", -1, 0).encode(),
-        ExportCursor("p-index", "seg", 0, -5).encode(),
+        ExportCursor("p-read", "seg", 0, 0).encode(),  # an alias: its pages would follow its switches
+        ExportCursor("p-new_customers", "seg", 0, 0).encode(),
+        ExportCursor("p-new_customers-*", "seg", 0, 0).encode(),
+        ExportCursor(INDEX, "seg", -1, 0).encode(),
+        ExportCursor(INDEX, "seg", 0, -5).encode(),
         "WzIsInAtaW5kZXgiLCJzZWciLDAsMF0",  # [2, ...]: a version this API never gave out
     ],
 )
@@ -68,4 +74,4 @@ def test_cursors_not_given_out_by_this_api_are_rejected(text: str) -> None:
 
 def test_a_cursor_of_another_segment_is_rejected() -> None:
     with pytest.raises(InvalidCursor, match="seg-a"):
-        ExportCursor.decode(ExportCursor("p-index", "seg-a", 0, 0).encode(), segment_id="seg-b", index_prefix="p")
+        ExportCursor.decode(ExportCursor(INDEX, "seg-a", 0, 0).encode(), segment_id="seg-b", index_prefix="p")
