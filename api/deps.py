@@ -139,7 +139,9 @@ def key_checked_first(*, admin: bool) -> type[APIRoute]:
 
     FastAPI reads a body before any dependency runs, so a body that is not JSON was a 422 before a
     missing key was a 401 (SPEC 7: 401). The routes' own `ReadKey`/`AdminKey` still run (answered
-    from the key cache) and document the key in OpenAPI; requests without a body skip this check."""
+    from the key cache) and document the key in OpenAPI. Only POST, PUT and PATCH are checked here:
+    the others carry no body. This check reads the app's state directly, so overriding the key
+    dependencies (`app.dependency_overrides`) does not reach it."""
 
     class KeyCheckedFirst(APIRoute):
         def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:

@@ -21,9 +21,11 @@ def index_name(prefix: str, segment_type: str, partition_key: str, run_id: str) 
 
 
 def is_index_name(prefix: str, name: str) -> bool:
-    """Whether `name` can be one calculation's index under `prefix`, as `index_name` makes them: not
-    an alias (which moves between calculations), a pattern, a list nor another cluster's index."""
-    return re.fullmatch(rf"{re.escape(prefix)}-[a-z][a-z0-9_]*-[0-9a-z-]+-[0-9a-z]{{1,8}}", name) is not None
+    """Whether `name` can be one calculation's index under `prefix`, as `index_name` makes them
+    (a daily or hourly partition): not an alias (which moves between calculations), a pattern, a
+    list, another cluster's index, nor, where prefixes share a cluster, another prefix's alias."""
+    partition = r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:-[0-9]{4})?"
+    return re.fullmatch(rf"{re.escape(prefix)}-[a-z][a-z0-9_]*-{partition}-[0-9a-z]{{1,8}}", name) is not None
 
 
 def type_index_pattern(prefix: str, segment_type: str) -> str:

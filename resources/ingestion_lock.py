@@ -105,8 +105,9 @@ class IngestionLock:
     def held(self) -> Iterator[HeldLock]:
         """Acquires (or adopts), renews every third of the expiry, releases on leaving unless handed over.
 
-        Losing the lock while inside (Redis lost it, or renewal stalled past the expiry) fails the
-        holder on leaving, since another ingestion may have started meanwhile.
+        Losing the lock while inside (Redis lost it, renewal failed until the expiry, or another
+        owner holds it when leaving) raises `IngestionLocked` on leaving, since another ingestion
+        may have started meanwhile; a holder whose work stands anyway reports it instead.
         """
         self.acquire()
         stop = threading.Event()
@@ -139,7 +140,12 @@ class IngestionLock:
         finally:
             stop.set()
             renewer.join()
-            if (failed or not state.handed_over or lost) and not self.release() and not failed:
-                lost.append(LockNotOwnedError("on leaving, another owner, or none, holds it"))
+            if failed or not state.handed_over or lost:
+                try:
+                    not_ours = not self.release()
+                except RedisError:  # unreachable: the lock expires by itself, and the holder's own error says more
+                    not_ours = False
+                if not_ours and not failed:
+                    lost.append(LockNotOwnedError("on leaving, another owner, or none, holds it"))
         if lost:
             raise IngestionLocked(f"lost the ingestion lock {self.name!r} while working: {lost[0]}")

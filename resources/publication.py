@@ -99,7 +99,7 @@ def _switch(
     except redis.RedisError as error:
         # Readers key their caches on the generation: under the old one, answers cached from the
         # previous indices would still be served beside the new index's. So the switch is undone.
-        _undo_switch(writer, client, segment_type, index, previous, error)
+        _undo_switch(writer, client, segment_type, index, previous, floor, error)
     try:
         writer.update_meta(index, generation=generation, published_at=datetime.now(timezone.utc).isoformat())
     except (ApiError, TransportError) as error:
@@ -114,6 +114,7 @@ def _undo_switch(
     segment_type: str,
     index: str,
     previous: list[str],
+    floor: int,
     error: redis.RedisError,
 ) -> NoReturn:
     why = f"Redis could not give the switch of {segment_type} to {index} a new generation ({error})"
@@ -132,7 +133,7 @@ def _undo_switch(
     try:
         # While the generation was asked for, readers may have cached the new index's answers under
         # the current one: a new generation retires them.
-        next_generation(client, writer.prefix, writer.highest_served_generation())
+        next_generation(client, writer.prefix, floor)
         retired = ""
     except redis.RedisError:
         retired = (
@@ -171,10 +172,8 @@ def publish_index(
     else:
         previous, generation, problems = _switch(writer, client, segment_type, index)
         move = AliasMove(index, previous, generation, compaction=_start_compaction(writer, index), problems=problems)
-    try:
-        return replace(move, deleted=apply_retention(writer, segment_type, retention))
-    except (ApiError, TransportError) as error:
-        return replace(move, problems=[*move.problems, f"retention stopped ({error}); the next publish applies it"])
+    deleted, unfinished = apply_retention(writer, segment_type, retention)
+    return replace(move, deleted=deleted, problems=move.problems + unfinished)
 
 
 def _start_compaction(writer: SegmentIndexWriter, index: str) -> str:
@@ -205,16 +204,22 @@ def roll_back(writer: SegmentIndexWriter, client: redis.Redis, segment_type: str
     return AliasMove(to, previous, generation, problems=problems)
 
 
-def apply_retention(writer: SegmentIndexWriter, segment_type: str, keep: int) -> list[str]:
-    """Deletes every index of the type but the served ones and the `keep` newest verified ones.
+def apply_retention(writer: SegmentIndexWriter, segment_type: str, keep: int) -> tuple[list[str], list[str]]:
+    """Deletes every index of the type but the served ones and the `keep` newest verified ones;
+    answers (the indices deleted, what stopped it): it runs after a switch, which a failure here
+    must not be mistaken for undoing, and the next publish applies it again.
 
     Unverified indices (a failed load or check left them) go too: under the type's lock no load is
     running, so none of them can still become servable.
     """
-    served = set(writer.served_indices(segment_type))
-    verified = [i for i in writer.type_indices(segment_type) if i.verified]
-    kept = served | {i.name for i in verified[-keep:]}
-    doomed = [i.name for i in writer.type_indices(segment_type) if i.name not in kept]
-    for name in doomed:
-        writer.delete_index(name)
-    return doomed
+    deleted: list[str] = []
+    try:
+        served = set(writer.served_indices(segment_type))
+        verified = [i for i in writer.type_indices(segment_type) if i.verified]
+        kept = served | {i.name for i in verified[-keep:]}
+        for name in [i.name for i in writer.type_indices(segment_type) if i.name not in kept]:
+            writer.delete_index(name)
+            deleted.append(name)
+    except (ApiError, TransportError) as error:
+        return deleted, [f"retention stopped ({error}); the next publish applies it"]
+    return deleted, []

@@ -5,6 +5,7 @@ Dagster job), and an alias step run on its own."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import dagster as dg
@@ -16,7 +17,8 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from definitions import build_definitions, build_resources
-from resources.publication import PublicationRefused, generation_key, publish_index
+from resources.ingestion_lock import lock_name
+from resources.publication import GENERATION_ATTEMPTS, PublicationRefused, generation_key, publish_index, roll_back
 from resources.segment_index import SegmentIndexWriter
 from resources.settings import Settings, get_settings
 from segmentation_assets.partitions import segment_partitions
@@ -282,6 +284,39 @@ def test_a_switch_that_redis_cannot_number_is_refused_or_undone(namespace, insta
     assert served(namespace) == [new_index] and generation(namespace) == before + 1
 
 
+def failing_scripts(client: redis.Redis, times: int) -> redis.Redis:
+    """The client, its next `times` script calls (the generation's INCR) losing their connection."""
+    evalsha = client.evalsha
+    left = [times]
+
+    def flaky(*args: Any) -> Any:
+        if left[0] > 0:
+            left[0] -= 1
+            raise redis.ConnectionError("connection lost (injected)")
+        return evalsha(*args)
+
+    client.evalsha = flaky  # type: ignore[method-assign]
+    return client
+
+
+def test_a_lost_connection_is_asked_again_and_an_undo_retires_what_was_cached(namespace, instance) -> None:
+    first, new_index = day_2_served_and_day_3_built(namespace, instance)
+    before = generation(namespace)
+    url = namespace.redis_url
+
+    # One attempt's connection lost: the next one numbers the switch.
+    move = publish_index(writer(namespace), failing_scripts(redis.Redis.from_url(url), 1), TYPE, new_index, retention=3)
+    assert served(namespace) == [new_index] and move.generation == generation(namespace) == before + 1
+
+    # A rollback, every attempt lost: the switch is undone, and a new generation retires what
+    # readers may have cached from the index it had moved to meanwhile.
+    with pytest.raises(PublicationRefused, match=f"the aliases are back on {new_index}") as refused:
+        roll_back(writer(namespace), failing_scripts(redis.Redis.from_url(url), GENERATION_ATTEMPTS), TYPE)
+    assert "until the next switch" not in str(refused.value)
+    assert served(namespace) == [new_index] and generation(namespace) == before + 2
+    assert first != [new_index]
+
+
 def test_what_fails_after_the_switch_is_reported_and_the_switch_stands(namespace, instance) -> None:
     """Once the aliases moved and the generation is given, the publish has happened: failing to
     record the generation in `_meta`, or retention failing, is reported beside it, not as a failed
@@ -306,6 +341,26 @@ def test_what_fails_after_the_switch_is_reported_and_the_switch_stands(namespace
     assert again.success, failure_text(again)
     assert writer(namespace).segment_index(new_index).meta["generation"] == generation(namespace) == before + 2
     assert type_index_names(namespace) == {new_index}
+
+
+def test_a_lock_lost_during_the_switch_is_reported_and_the_switch_stands(namespace, instance) -> None:
+    _, new_index = day_2_served_and_day_3_built(namespace, instance)
+    client = redis.Redis.from_url(namespace.redis_url)
+    faulty = FaultyElasticsearch(namespace.elasticsearch_url)
+
+    def lose_the_lock_at_the_switch(method: str, path: str) -> None:
+        if (method, path) == ("POST", "/_aliases"):
+            client.delete(lock_name(namespace.index_prefix, TYPE))  # it expired meanwhile, say
+        return None  # and forward the request
+
+    faulty.fail_request = lose_the_lock_at_the_switch
+    try:
+        result = publish(namespace.model_copy(update={"elasticsearch_url": faulty.url}), "2026-11-03", instance, steps=("alias",))
+    finally:
+        faulty.close()
+    assert result.success, failure_text(result)  # the aliases moved: a failed run would say they did not
+    assert served(namespace) == [new_index]
+    assert any("lost the ingestion lock" in problem for problem in materialization(result, "alias")["problems"])
 
 
 def test_an_index_served_without_a_generation_gets_one_when_published_again(namespace, instance) -> None:
