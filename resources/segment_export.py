@@ -2,7 +2,9 @@
 
 Order: chunk documents by `chunk`, ids within a chunk sorted. The cursor names the concrete
 index it started on, so a page sequence goes on reading the same calculation even after the alias
-moves; once that index is deleted the cursor is expired (`IndexGone`), never silently switched.
+moves; once that index is deleted the cursor is expired (`IndexGone`), never silently switched
+(a chunk this process still holds, among the last `CACHED_CHUNKS` it read, still answers its page:
+the same calculation's ids).
 """
 
 from __future__ import annotations
