@@ -146,12 +146,13 @@ def key_checked_first(*, admin: bool) -> type[APIRoute]:
     class KeyCheckedFirst(APIRoute):
         def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
             handler = super().get_route_handler()
+            if not self.methods & BODY_METHODS:
+                return handler  # nothing to check first, and no call added on the way
 
             async def checked_first(request: Request) -> Response:
-                if request.method in BODY_METHODS:
-                    key = await authenticate(request.app.state.segmentation, bearer_token(request.headers.get("authorization")))
-                    if admin:
-                        require_admin(key)
+                key = await authenticate(request.app.state.segmentation, bearer_token(request.headers.get("authorization")))
+                if admin:
+                    require_admin(key)
                 return await handler(request)
 
             return checked_first

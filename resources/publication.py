@@ -18,6 +18,7 @@ Callers hold the type's `IngestionLock` around all of this.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import NoReturn
@@ -27,6 +28,7 @@ from elastic_transport import TransportError
 from elasticsearch import ApiError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from resources.ingestion_lock import IngestionLock, IngestionLocked
 from resources.segment_index import SegmentIndex, SegmentIndexWriter
 
 # INCR, but never to a value at or below ARGV[1] (the highest generation Elasticsearch has seen).
@@ -64,6 +66,20 @@ class AliasMove:
     deleted: list[str] = field(default_factory=list)
     compaction: str | None = None  # the merge task started on the newly served index, or why none
     problems: list[str] = field(default_factory=list)  # what failed after the switch, which stands
+
+
+def move_under_lock(lock: IngestionLock, move_aliases: Callable[[], AliasMove]) -> AliasMove:
+    """An alias move made holding the type's lock. A lock found lost on leaving does not undo a
+    move that happened: it is reported with it (`problems`); before any move, it fails the caller."""
+    move = None
+    try:
+        with lock.held():
+            move = move_aliases()
+    except IngestionLocked as error:
+        if move is None:
+            raise
+        return replace(move, problems=[*move.problems, str(error)])
+    return move
 
 
 def next_generation(client: redis.Redis, prefix: str, floor: int) -> int:

@@ -298,22 +298,21 @@ class SegmentIndexWriter:
         return max((int(m["mappings"].get("_meta", {}).get("generation", 0)) for m in mappings.values()), default=0)
 
     def switch_alias(self, segment_type: str, new_index: str) -> list[str]:
-        """Moves the type's alias and the read alias to `new_index` in one atomic request."""
+        """Moves the type's alias and the read alias to `new_index`; answers what they left."""
         previous = self.served_indices(segment_type)
-        aliases = (type_alias(self._prefix, segment_type), read_alias(self._prefix))
-        actions: list[dict[str, Any]] = [
-            {"remove": {"index": old, "alias": alias}} for old in previous if old != new_index for alias in aliases
-        ]
-        actions += [{"add": {"index": new_index, "alias": alias}} for alias in aliases]
-        self._es.indices.update_aliases(actions=actions)
+        self._move_aliases(segment_type, previous, [new_index])
         return previous
 
     def undo_switch(self, segment_type: str, new_index: str, previous: list[str]) -> None:
-        """Puts the aliases back where `switch_alias` found them (`previous`), in one atomic request."""
+        """Puts the aliases back where `switch_alias` found them (`previous`)."""
+        self._move_aliases(segment_type, [new_index], previous)
+
+    def _move_aliases(self, segment_type: str, leave: list[str], serve: list[str]) -> None:
+        """The type's alias and the read alias off `leave` and onto `serve`, in one atomic request."""
         aliases = (type_alias(self._prefix, segment_type), read_alias(self._prefix))
         actions: list[dict[str, Any]] = [
-            {"remove": {"index": new_index, "alias": alias}} for alias in aliases if new_index not in previous
+            {"remove": {"index": old, "alias": alias}} for old in leave if old not in serve for alias in aliases
         ]
-        actions += [{"add": {"index": old, "alias": alias}} for old in previous for alias in aliases]
+        actions += [{"add": {"index": new, "alias": alias}} for new in serve for alias in aliases]
         if actions:
             self._es.indices.update_aliases(actions=actions)

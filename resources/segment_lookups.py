@@ -21,6 +21,7 @@ holds, parsed, in an LRU of its own.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -107,37 +108,37 @@ class SegmentLookups:
 
     async def segment_summary(self, segment_id: str) -> dict[str, Any] | None:
         """member_count, calculated_at, chunks and index of the served calculation, or None."""
-        generation = await self.cache.generation()
-        if generation is not None:
-            cached = self._near_get(generation, SEGMENT, [segment_id])
-            if not cached:
-                cached = await self.cache.get_many(generation, SEGMENT, [segment_id])
-                self._near_put(generation, SEGMENT, cached)
-            if segment_id in cached:
-                return orjson.loads(cached[segment_id])
-        summary = await self.reader.segment_summary(segment_id)  # None (not served) is cached too
-        if generation is not None:
-            serialized = {segment_id: orjson.dumps(summary)}
-            await self.cache.write_behind(generation, SEGMENT, serialized)
-            self._near_put(generation, SEGMENT, serialized)
-        return summary
+
+        async def read() -> bytes:
+            return orjson.dumps(await self.reader.segment_summary(segment_id))  # None (not served) is cached too
+
+        return orjson.loads(await self._cached(SEGMENT, segment_id, read))
 
     async def holds(self, index: str, segment_id: str, customer_id: str) -> bool:
         """Whether one index (one calculation) has the customer in the segment. An index never
         changes once served, so the answer is cached, "no" as well as "yes": most membership
         checks that get this far are of customers outside the segment."""
+
+        async def read() -> bytes:
+            return b"1" if await self.reader.holds(index, segment_id, customer_id) else b"0"
+
+        return await self._cached(HOLDS, f"{index}:{segment_id}:{customer_id}", read) == b"1"
+
+    async def _cached(self, kind: str, item: str, read: Callable[[], Awaitable[bytes]]) -> bytes:
+        """One item's answer: from this process's near cache, else Redis, else `read` and written to both."""
         generation = await self.cache.generation()
-        item = f"{index}:{segment_id}:{customer_id}"
-        if generation is not None:
-            cached = self._near_get(generation, HOLDS, [item]) or await self.cache.get_many(generation, HOLDS, [item])
-            if item in cached:
-                return cached[item] == b"1"
-        member = await self.reader.holds(index, segment_id, customer_id)
-        if generation is not None:
-            answer = {item: b"1" if member else b"0"}
-            await self.cache.write_behind(generation, HOLDS, answer)
-            self._near_put(generation, HOLDS, answer)
-        return member
+        if generation is None:  # Redis cannot say which calculation is served: no cache at all
+            return await read()
+        cached = self._near_get(generation, kind, [item])
+        if not cached:
+            cached = await self.cache.get_many(generation, kind, [item])
+            self._near_put(generation, kind, cached)
+        if item in cached:
+            return cached[item]
+        answer = {item: await read()}
+        await self.cache.write_behind(generation, kind, answer)
+        self._near_put(generation, kind, answer)
+        return answer[item]
 
 
 def _segment_list(held: dict[str, list[str]], catalogs: dict[str, Catalog]) -> bytes:

@@ -6,14 +6,13 @@ of one type never run at once, and nothing can slip in between a verification an
 """
 
 # No `from __future__ import annotations`: Dagster checks the asset functions' annotations.
-from dataclasses import replace
 from typing import Any
 
 import dagster as dg
 
 from resources.dagster_resources import ElasticsearchResource, LakeResource, RedisResource
 from resources.ingestion_lock import IngestionLock, IngestionLocked
-from resources.publication import AliasMove, PublicationRefused, publish_index
+from resources.publication import AliasMove, PublicationRefused, move_under_lock, publish_index
 from resources.segment_ingestion import IngestionFailed, IngestionReport, ingest_calculation
 from resources.segment_results import ResultsUnreadable
 from segmentation_assets.automation import alias_freshness_policy, publish_automation_condition
@@ -193,15 +192,13 @@ def build_alias_asset(segment_type: SegmentType, partitions_def: dg.PartitionsDe
         context: dg.AssetExecutionContext, search: ElasticsearchResource, redis: RedisResource
     ) -> dg.MaterializeResult:
         requested = _index_of_partition(context, segment_type.name)
-        move: AliasMove | None = None
         try:
-            with _lock(context, search, redis, segment_type.name).held():
-                move = publish_index(search.writer(), redis.client(), segment_type.name, requested, search.retention)
+            move = move_under_lock(
+                _lock(context, search, redis, segment_type.name),
+                lambda: publish_index(search.writer(), redis.client(), segment_type.name, requested, search.retention),
+            )
         except (IngestionLocked, PublicationRefused) as error:
-            if move is None:
-                raise dg.Failure(description=str(error)) from error
-            # The lock was found lost on leaving: the aliases moved already, and that stands.
-            move = replace(move, problems=[*move.problems, str(error)])
+            raise dg.Failure(description=str(error)) from error
         if move.kept_newer:
             context.log.warning(f"kept newer: {move.served} stays served; {requested} is an older calculation")
         else:

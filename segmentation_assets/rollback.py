@@ -6,14 +6,13 @@ type's ingestion lock, so a rollback never interleaves with an ingestion of the 
 
 # No `from __future__ import annotations`: Dagster reads the op's config type from its annotation.
 import uuid
-from dataclasses import replace
 
 import dagster as dg
 import redis
 
 from resources.dagster_resources import ElasticsearchResource, RedisResource
-from resources.ingestion_lock import IngestionLock, IngestionLocked
-from resources.publication import AliasMove, roll_back
+from resources.ingestion_lock import IngestionLock
+from resources.publication import AliasMove, move_under_lock, roll_back
 from resources.segment_index import SegmentIndexWriter
 from resources.settings import Settings
 from segmentation_assets.segment_types import SEGMENT_TYPES
@@ -27,15 +26,7 @@ def roll_back_type(
     if segment_type not in SEGMENT_TYPES:
         raise ValueError(f"unknown segment type {segment_type!r}; known: {', '.join(SEGMENT_TYPES)}")
     lock = IngestionLock(client, writer.prefix, segment_type, lock_seconds, owner=f"rollback-{uuid.uuid4().hex[:12]}")
-    move = None
-    try:
-        with lock.held():
-            move = roll_back(writer, client, segment_type, to)
-    except IngestionLocked as error:
-        if move is None:
-            raise
-        return replace(move, problems=[*move.problems, str(error)])  # lost on leaving: the move stands
-    return move
+    return move_under_lock(lock, lambda: roll_back(writer, client, segment_type, to))
 
 
 def roll_back_with_settings(settings: Settings, segment_type: str, to: str | None) -> AliasMove:
