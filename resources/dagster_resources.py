@@ -1,10 +1,16 @@
-"""Dagster resources: one per external system, typed, each a thin face over a shared client."""
+"""Dagster resources: one per external system, typed, each a thin face over a shared client.
+
+A resource's client is made on first use and closed when Dagster tears the resource down (once per
+run and process: per step with the multiprocess executor), so a long-lived process that runs many
+steps does not keep a connection pool for each of them.
+"""
 
 from __future__ import annotations
 
 import dagster as dg
 import redis
 from elasticsearch import Elasticsearch
+from pydantic import PrivateAttr
 from pyspark.sql import SparkSession
 
 from resources.bulk_load import BulkSettings
@@ -71,9 +77,19 @@ class ElasticsearchResource(dg.ConfigurableResource):
     error_tolerance: float = 0.0
     retention: int = 3
     replicas: str = "0-1"
+    _client: Elasticsearch | None = PrivateAttr(default=None)
 
     def client(self) -> Elasticsearch:
-        return Elasticsearch(self.url, request_timeout=self.request_timeout_seconds, retry_on_timeout=True, max_retries=3)
+        if self._client is None:
+            self._client = Elasticsearch(
+                self.url, request_timeout=self.request_timeout_seconds, retry_on_timeout=True, max_retries=3
+            )
+        return self._client
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     def writer(self) -> SegmentIndexWriter:
         return SegmentIndexWriter(self.client(), self.index_prefix, replicas=self.replicas)
@@ -91,6 +107,14 @@ class ElasticsearchResource(dg.ConfigurableResource):
 class RedisResource(dg.ConfigurableResource):
     url: str
     ingestion_lock_seconds: int = 600
+    _client: redis.Redis | None = PrivateAttr(default=None)
 
     def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=5)
+        if self._client is None:
+            self._client = redis.Redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=5)
+        return self._client
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
