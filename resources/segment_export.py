@@ -21,6 +21,7 @@ from resources.segment_reader import SegmentReader
 
 # Chunk documents hold up to 50,000 ids; a page sequence reads each one once per process.
 CACHED_CHUNKS = 4
+INTEGER_FIELD_LIMIT = 2**31  # `chunk` is an `integer` field: Elasticsearch refuses a term beyond it
 
 
 class InvalidCursor(ValueError):
@@ -45,7 +46,7 @@ class ExportCursor:
             version, index, cursor_segment, chunk, offset = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
         except (ValueError, TypeError, binascii.Error) as error:
             raise InvalidCursor("not a cursor this API gave out") from error
-        if version != 1 or not all(isinstance(v, int) and v >= 0 for v in (chunk, offset)):
+        if not (_is_count(version) and version == 1 and _is_count(chunk) and _is_count(offset)):
             raise InvalidCursor("not a cursor this API gave out")
         # One calculation's index of ours, by name: no pattern (`*`), list (`,`) nor remote cluster
         # (`:`) that would let a forged cursor read another deployment's indices, and no alias,
@@ -55,6 +56,11 @@ class ExportCursor:
         if cursor_segment != segment_id:
             raise InvalidCursor(f"the cursor belongs to segment {cursor_segment!r}, not {segment_id!r}")
         return cls(index, segment_id, chunk, offset)
+
+
+def _is_count(value: object) -> bool:
+    # `type`, not `isinstance`: JSON's true and false are Python ints too.
+    return type(value) is int and 0 <= value < INTEGER_FIELD_LIMIT
 
 
 @dataclass(frozen=True)

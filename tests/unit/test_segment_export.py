@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 
+import orjson
 import pytest
 
 from resources.segment_export import ExportCursor, InvalidCursor, SegmentExport
@@ -65,6 +67,11 @@ def test_a_page_sequence_reads_each_chunk_once() -> None:
         ExportCursor(INDEX, "seg", -1, 0).encode(),
         ExportCursor(INDEX, "seg", 0, -5).encode(),
         "WzIsInAtaW5kZXgiLCJzZWciLDAsMF0",  # [2, ...]: a version this API never gave out
+        # JSON booleans are Python ints; Elasticsearch would refuse `chunk: true` with a 400
+        ExportCursor(INDEX, "seg", True, 0).encode(),  # type: ignore[arg-type]
+        ExportCursor(INDEX, "seg", 0, False).encode(),  # type: ignore[arg-type]
+        base64.urlsafe_b64encode(orjson.dumps([True, INDEX, "seg", 0, 0])).decode(),
+        ExportCursor(INDEX, "seg", 2**31, 0).encode(),  # beyond the `chunk` field's integers
     ],
 )
 def test_cursors_not_given_out_by_this_api_are_rejected(text: str) -> None:
