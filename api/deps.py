@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 
 from api.errors import Forbidden, Unauthorized
 from resources.config_store.api_keys import ApiKey, ApiKeyRepository, ApiKeyUsage, hash_token
@@ -106,8 +107,9 @@ async def authenticate(state: AppState, token: str | None) -> ApiKey:
 
 
 def bearer_token(authorization: str | None) -> str | None:
-    """The token of an `Authorization: Bearer <token>` header, as FastAPI's HTTPBearer reads it."""
-    scheme, _, token = (authorization or "").partition(" ")
+    """The token of an `Authorization: Bearer <token>` header, read by the parser FastAPI's HTTPBearer
+    uses on the other routes, so that one header means the same key on every route."""
+    scheme, token = get_authorization_scheme_param(authorization)
     return token if scheme.lower() == "bearer" and token else None
 
 
