@@ -1,6 +1,6 @@
 """What a client sends to config management, checked before the config store sees it: params
-against their type, text PostgreSQL could not store, If-Match versions, list cursors, label filters.
-Every failure is a 4xx that names the field."""
+against their type, text PostgreSQL could not store, If-Match versions, list cursors, label filters;
+and, on every route, query parameters that take one value. Every failure is a 4xx that names the field."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import base64
 import binascii
 import math
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
+from starlette.datastructures import QueryParams
 
 from api.errors import PreconditionRequired, invalid_field, invalid_input, validation_details
 from resources.config_store.segments import LabelKey, LabelValue
@@ -115,3 +117,11 @@ def label_filters(labels: list[str]) -> tuple[tuple[str, str], ...]:
         except (ValueError, ValidationError) as error:
             raise invalid_field("label", f"{label!r} is not a label filter of the form key:value") from error
     return tuple(parsed)
+
+
+def one_value_each(query: QueryParams, names: Iterable[str]) -> None:
+    """A 422 naming the first of these parameters given more than once. SPEC 7 repeats only some
+    (`segment_type` on lookups, `label`); for the others, FastAPI would silently keep the last."""
+    for name in names:
+        if len(query.getlist(name)) > 1:
+            raise invalid_field(name, "given more than once; this parameter takes one value")

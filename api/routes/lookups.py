@@ -12,6 +12,7 @@ from api.deps import AppState, ReadKey, State, authenticate, bearer_token, key_c
 from api.errors import invalid_field, invalid_input
 from api.lookup_schemas import CustomerSegmentsBatch, CustomerSegmentsBatchRequest
 from api.schemas import CustomerSegments
+from api.segment_input import one_value_each
 from resources.segment_filters import InvalidLabelFilter, SegmentFilter
 from segmentation_assets.segment_types.base import ID_PATTERN
 
@@ -60,12 +61,14 @@ FILTER_PARAMETERS = [
     _query_parameter("country", "The segment's country equals this."),
     _query_parameter("label", "key:value; all must match.", repeatable=True),
 ]
+SINGLE_VALUED = [p["name"] for p in FILTER_PARAMETERS if p["schema"]["type"] != "array"]
 
 
 def query_filter(request: Request) -> SegmentFilter:
     query = request.query_params
     if not query:
         return NO_FILTER
+    one_value_each(query, SINGLE_VALUED)
     return segment_filter(
         query.getlist("segment_type"),
         query.get("store_id"),

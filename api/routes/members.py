@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from api.deps import AppState, ReadKey, State
 from api.errors import ApiError, NotFound, invalid_input
 from api.lookup_schemas import SegmentMembersPage, SegmentMembership, SegmentStats
+from api.segment_input import one_value_each
 from api.routes.lookups import UNAVAILABLE, CustomerId, json_response
 from resources.segment_export import ExportCursor, InvalidCursor
 from resources.segment_reader import IndexGone
@@ -65,6 +66,7 @@ async def segment_membership(segment_id: SegmentId, customer_id: CustomerId, sta
     responses={**NOT_SERVED, **UNAVAILABLE, 410: {"description": "The calculation the cursor pages through is gone."}},
 )
 async def segment_members(
+    request: Request,
     segment_id: SegmentId,
     state: State,
     _: ReadKey,
@@ -73,6 +75,7 @@ async def segment_members(
 ) -> Response:
     """Every member once, in a stable order. A page sequence keeps reading the calculation it
     started on, even after the alias moves, until that index is deleted (then 410)."""
+    one_value_each(request.query_params, ("limit", "cursor"))
     if cursor is None:
         summary = await _served(state, segment_id)
         start = ExportCursor(summary["index"], segment_id, 0, 0)

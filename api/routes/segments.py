@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 
 from api.deps import AdminKey, AppState, State, key_checked_first
 from api.errors import Conflict, NotFound, PreconditionFailed, invalid_field
@@ -15,6 +15,7 @@ from api.segment_input import (
     etag,
     expected_version,
     label_filters,
+    one_value_each,
     require_storable,
     validated_params,
 )
@@ -37,6 +38,7 @@ IfMatch = Annotated[
 Text = Annotated[str | None, Query(max_length=128, pattern=r"^[^\x00-\x1f]*$")]
 # Listing without a status filter leaves archived segments out; ask for them by name.
 LISTED_BY_DEFAULT: tuple[SegmentStatus, ...] = ("active", "paused")
+LIST_SINGLE_VALUED = ("segment_type", "store_id", "category", "city", "country", "limit", "cursor")  # `status` and `label` repeat
 
 
 @router.get("/segment-types", response_model=SegmentTypes)
@@ -71,6 +73,7 @@ async def create_segment(body: SegmentCreate, state: State, key: AdminKey, respo
 
 @router.get("/segments", response_model=SegmentPage)
 async def list_segments(
+    request: Request,
     state: State,
     _: AdminKey,
     segment_type: Annotated[str | None, Query(max_length=64)] = None,
@@ -83,6 +86,7 @@ async def list_segments(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(max_length=512, description="next_cursor of the previous page.")] = None,
 ) -> dict[str, Any]:
+    one_value_each(request.query_params, LIST_SINGLE_VALUED)
     if segment_type is not None and segment_type not in SEGMENT_TYPES:
         raise invalid_field("segment_type", f"unknown segment type; known: {', '.join(sorted(SEGMENT_TYPES))}")
     filters = SegmentFilters(

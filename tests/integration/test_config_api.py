@@ -473,6 +473,10 @@ def test_filters_all_apply(client: TestClient, keys: Keys, listed: dict[str, Any
         ({"store_id": "bad id"}, "store_id"),
         ({"category": "a\x00b"}, "category"),
         ({"country": "spain"}, "country"),
+        # one value each, where FastAPI alone would keep the last one silently
+        ({"segment_type": ["high_spenders", "new_customers"]}, "segment_type"),
+        ({"city": ["Madrid", "Lisboa"]}, "city"),
+        ({"limit": [1, 2]}, "limit"),
     ],
 )
 def test_bad_listing_parameters_name_the_parameter(client: TestClient, keys: Keys, params: dict, field: str) -> None:

@@ -137,11 +137,21 @@ def test_filters(served, params, keep) -> None:
         assert matched_something, "the filter case selects nothing: it would prove nothing"
 
 
-def test_a_bad_label_filter_names_the_field(served) -> None:
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"label": "no-colon"}, "label"),
+        # Only `segment_type` and `label` repeat (SPEC 7); another filter given twice is refused, not
+        # silently read as its last value.
+        ({"store_id": ["s1", "s2"]}, "store_id"),
+        ({"segment_type": ["new_customers", "high_spenders"], "country": ["ES", "PT"]}, "country"),
+    ],
+)
+def test_a_bad_filter_names_the_field(served, params, field) -> None:
     client, headers, _ = served
-    response = client.get("/v1/customers/cust-0001/segments", params={"label": "no-colon"}, headers=headers)
+    response = client.get("/v1/customers/cust-0001/segments", params=params, headers=headers)
     assert response.status_code == 422
-    assert response.json()["error"]["details"][0]["field"] == "label"
+    assert response.json()["error"]["details"][0]["field"] == field
 
 
 def test_batch_answers_every_customer_with_one_search_for_the_misses(served) -> None:
@@ -278,7 +288,13 @@ def test_stats(served) -> None:
 
 @pytest.mark.parametrize(
     "params, field",
-    [({"limit": 0}, "limit"), ({"limit": 10_001}, "limit"), ({"cursor": "garbage"}, "cursor"), ({"cursor": "W10"}, "cursor")],
+    [
+        ({"limit": 0}, "limit"),
+        ({"limit": 10_001}, "limit"),
+        ({"limit": [10, 20]}, "limit"),
+        ({"cursor": "garbage"}, "cursor"),
+        ({"cursor": "W10"}, "cursor"),
+    ],
 )
 def test_bad_export_parameters_are_rejected_with_the_field_named(served, params, field) -> None:
     client, headers, _ = served
