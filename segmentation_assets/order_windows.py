@@ -25,7 +25,7 @@ def counted_orders(raw: RawData) -> DataFrame:
     """(customer_id, store attributes, age_days, amount_cents) of every counted order.
 
     Amounts are summed in cents (each order's amount rounded half-up to the cent), so that
-    totals are exact integers and a threshold on the edge is met or not, never both.
+    totals are exact integers, compared with a threshold in whole cents (high_spenders).
     """
     return raw.counted_orders().select(
         "customer_id",

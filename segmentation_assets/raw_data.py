@@ -1,7 +1,11 @@
 """The raw lake as Spark sees it for one evaluation time T, with rows that fail quality rules set aside.
 
 SPEC 3: rows with an invalid id, a null key column or an order at an unknown store are counted
-per reason, reported, and left out. Cancelled orders are valid rows; they just never count.
+per reason, reported, and left out. Cancelled orders are valid rows; they just never count. So
+are orders without a valid status or time, and amounts that are not finite (or beyond
+`MAX_ORDER_AMOUNT`): no segment could count them, and one would fail every sum it reached.
+Order ids are the orders table's key and are not checked for repeats: that would shuffle every
+order of every customer's lifetime on each run.
 """
 
 from __future__ import annotations
@@ -12,10 +16,17 @@ from functools import cached_property
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from resources.lake import Lake
 from segmentation_assets.segment_types.base import ID_PATTERN
 from segmentation_assets.spark_windows import to_micros
+
+# Java's `$` also matches before a final line break ("c1\n"); `\z` is the end of the input only.
+SPARK_ID_PATTERN = ID_PATTERN.removesuffix("$") + r"\z"
+ORDER_STATUSES = ("delivered", "cancelled")
+# EUR. Far beyond any order, and its cents still far from a 64-bit sum's limit.
+MAX_ORDER_AMOUNT = 1e12
 
 
 @dataclass(frozen=True)
@@ -40,12 +51,13 @@ def _first_failed_rule(rules: list[tuple[str, Column]]) -> Column:
 def _id_rules(column: str) -> list[tuple[str, Column]]:
     return [
         (f"null_{column}", F.col(column).isNull()),
-        (f"invalid_{column}", ~F.col(column).rlike(ID_PATTERN)),
+        (f"invalid_{column}", ~F.col(column).rlike(SPARK_ID_PATTERN)),
     ]
 
 
 def _keep_first_of_each_id(checked: DataFrame, id_column: str, order_by: list[str]) -> DataFrame:
-    """A repeated id would count a customer twice or an order twice: only its first valid row is kept."""
+    """A repeated id would count a customer twice, or give a store two sets of attributes: only
+    its first valid row is kept."""
     first_valid = Window.partitionBy(id_column).orderBy(
         F.col("reject_reason").isNotNull(), *[F.col(c).asc_nulls_last() for c in order_by]
     )
@@ -68,7 +80,11 @@ class RawData:
         return to_micros(self.as_of)
 
     def _read(self, table: str) -> DataFrame:
-        return self.spark.read.parquet(Lake.for_spark(self.lake.raw_table(table)))
+        frame = self.spark.read.parquet(Lake.for_spark(self.lake.raw_table(table)))
+        # Timestamps written without a time zone (pandas' naive datetimes) read as TIMESTAMP_NTZ.
+        # SPEC 3's are UTC, as is the session's time zone, so the cast keeps each instant.
+        naive = [f.name for f in frame.schema.fields if isinstance(f.dataType, T.TimestampNTZType)]
+        return frame.withColumns({name: F.col(name).cast("timestamp") for name in naive}) if naive else frame
 
     @cached_property
     def _customers_checked(self) -> DataFrame:
@@ -87,7 +103,7 @@ class RawData:
         orders = (
             self._read("orders")
             .where(F.col("order_date") <= F.lit(last_date))  # prunes partitions after T
-            .where(F.col("created_at") < F.lit(self.as_of))
+            .where(F.col("created_at").isNull() | (F.col("created_at") < F.lit(self.as_of)))  # nulls are reported
         )
         # Narrowing parameters filter on the store's attributes, so every order carries them.
         known_stores = self.stores().select(
@@ -101,7 +117,12 @@ class RawData:
             *_id_rules("order_id"),
             *_id_rules("customer_id"),
             *_id_rules("store_id"),
+            ("null_created_at", F.col("created_at").isNull()),
+            ("null_status", F.col("status").isNull()),
+            ("invalid_status", ~F.col("status").isin(*ORDER_STATUSES)),
             ("null_amount", F.col("amount").isNull()),
+            # NaN and infinities too: Spark orders NaN above every number.
+            ("invalid_amount", ~(F.abs(F.col("amount")) < F.lit(MAX_ORDER_AMOUNT))),
             ("unknown_store", F.col("store_known").isNull()),
         ]
         return (

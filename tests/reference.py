@@ -6,6 +6,7 @@ contract's words directly, customer by customer, with datetime arithmetic.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
 from datetime import datetime, timedelta
@@ -50,7 +51,10 @@ class ReferenceLake:
             for o in _rows(raw / "orders", partitioned=True)
             if all(_valid(o[k]) for k in ("order_id", "customer_id", "store_id"))
             and o["amount"] is not None
+            and math.isfinite(o["amount"])
+            and abs(o["amount"]) < 1e12  # the project's bound on one order (raw_data.MAX_ORDER_AMOUNT)
             and o["created_at"] is not None
+            and o["status"] in ("delivered", "cancelled")
             and o["store_id"] in self.stores
         ]
 
@@ -93,7 +97,9 @@ class ReferenceLake:
         for order in self._counted(as_of, params):
             if order["created_at"] >= since:
                 cents[order["customer_id"]] += _cents(order["amount"])
-        return {c for c, total in cents.items() if total >= params["min_total_amount"] * 100}
+        # The threshold as the client wrote it (the shortest decimal of its double), exactly.
+        threshold = Decimal(repr(params["min_total_amount"])) * 100
+        return {c for c, total in cents.items() if total >= threshold}
 
     def lapsed_customers(self, as_of: datetime, params: dict[str, Any]) -> set[str]:
         since = as_of - timedelta(days=params["inactive_days"])

@@ -24,10 +24,11 @@ def high_spenders_members(raw: RawData, configs: DataFrame) -> DataFrame:
 
     from segmentation_assets.order_windows import members_reaching_window_total
 
-    # Totals are in cents (see order_windows.counted_orders), so is the threshold.
-    return members_reaching_window_total(
-        raw, configs, total="amount_cents", threshold=F.col("min_total_amount") * 100
-    )
+    # Totals are in whole cents (see order_windows.counted_orders); the threshold becomes the
+    # fewest cents that reach it. Through a decimal, which Spark makes from the double's shortest
+    # text: 1.1 * 100 in doubles is 110.00000000000001, and would turn away a total of 110 cents.
+    threshold_cents = F.ceil(F.col("min_total_amount").cast("decimal(38,10)") * 100)
+    return members_reaching_window_total(raw, configs, total="amount_cents", threshold=threshold_cents)
 
 
 HIGH_SPENDERS = SegmentType(

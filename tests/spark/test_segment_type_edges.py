@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from tests.lake_builder import write_lake
@@ -22,6 +23,7 @@ STORES = [
     ("s2", "Super Norte", "grocery", "Barcelona", "ES"),
     ("s3", "Farmacia Tejo", "pharmacy", "Lisboa", "PT"),
     ("s2", "Zeta", "pharmacy", "Madrid", "ES"),  # a repeated id: its first row (by category) is kept
+    ("s4", "Kiosco", "kiosk", "Porto", "PT"),  # only the cent-threshold rows below
 ]
 
 
@@ -29,8 +31,8 @@ def _orders(customer: str, *orders: tuple[str, datetime, float, str]) -> list[tu
     return [(f"o-{customer}-{i}", customer, store, at, amount, status) for i, (store, at, amount, status) in enumerate(orders)]
 
 
-@pytest.fixture(scope="module")
-def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def edge_rows() -> tuple[list[tuple], list[tuple]]:
+    """(customers, orders) of the lake: rows on each type's window edges, and rows that break quality rules."""
     orders = [
         # frequent_buyers, 7 days, at least 2
         *_orders("f_edge_in", ("s1", T - 7 * DAY, 10.0, "delivered"), ("s1", T - US, 10.0, "delivered")),
@@ -45,6 +47,11 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
         *_orders("h_old", ("s1", T - 30 * DAY - US, 100.0, "delivered")),
         *_orders("h_cancelled", ("s1", T - 2 * DAY, 100.0, "cancelled")),
         *_orders("h_lisboa", ("s3", T - 2 * DAY, 60.0, "delivered")),
+        # high_spenders on thresholds whose double times 100 overshoots the cents (1.1 * 100 = 110.00000000000001)
+        *_orders("h_cents_in", ("s4", T - 2 * DAY, 1.10, "delivered")),
+        *_orders("h_cents_sum", ("s4", T - 2 * DAY, 0.55, "delivered"), ("s4", T - 10 * DAY, 0.55, "delivered")),
+        *_orders("h_cents_out", ("s4", T - 2 * DAY, 1.09, "delivered")),
+        *_orders("h_twenty", ("s4", T - 2 * DAY, 20.10, "delivered")),
         # lapsed_customers, 30 days inactive, at least 2 lifetime
         *_orders("l_lapsed", ("s1", T - 31 * DAY, 10.0, "delivered"), ("s1", T - 40 * DAY, 10.0, "delivered")),
         *_orders("l_edge_recent", ("s1", T - 30 * DAY, 10.0, "delivered"), ("s1", T - 40 * DAY, 10.0, "delivered")),
@@ -56,10 +63,29 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
         # rows that break quality rules: never counted
         ("o-bad-customer", "bad id", "s1", T - DAY, 10.0, "delivered"),
         ("o-null-customer", None, "s1", T - DAY, 10.0, "delivered"),
+        # Each of these customers has one valid order; counting its bad one would make it one of
+        # frequent_buyers' "any" (2 in 7 days). A NaN amount would fail every high_spenders sum.
+        *_orders("q_newline", ("s1", T - DAY, 10.0, "delivered")),
+        ("o-newline-customer", "q_newline\n", "s1", T - DAY, 10.0, "delivered"),  # Java's `$` matches before it
+        ("o-newline-order\n", "q_newline", "s1", T - DAY, 10.0, "delivered"),
+        *_orders("q_untimed", ("s1", T - DAY, 10.0, "delivered")),
+        ("o-untimed", "q_untimed", "s1", None, 10.0, "delivered", T - DAY),
+        *_orders("q_nan", ("s1", T - DAY, 10.0, "delivered"), ("s1", T - DAY, float("nan"), "delivered")),
+        *_orders("q_inf", ("s1", T - DAY, 10.0, "delivered"), ("s1", T - DAY, float("inf"), "delivered")),
+        *_orders("q_huge", ("s1", T - DAY, 10.0, "delivered"), ("s1", T - DAY, 1e18, "delivered")),
+        *_orders("q_no_status", ("s1", T - DAY, 10.0, "delivered"), ("s1", T - DAY, 10.0, None)),
+        *_orders("q_returned", ("s1", T - DAY, 10.0, "delivered"), ("s1", T - DAY, 10.0, "returned")),
     ]
-    customer_ids = sorted({o[1] for o in orders if o[1] not in (None, "bad id")})
+    customer_ids = sorted({o[1] for o in orders if o[1] not in (None, "bad id", "q_newline\n")})
     customers = [(c, OLD, "ES", "Madrid") for c in customer_ids]
     customers.append(("f_three", OLD + DAY, "PT", "Lisboa"))  # a repeated id: the earliest signup is kept
+    customers.append(("c_newline\n", T - DAY, "ES", "Madrid"))  # an invalid id, though Java's `$` matches before the break
+    return customers, orders
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    customers, orders = edge_rows()
     root = tmp_path_factory.mktemp("edges")
     write_lake(root, customers=customers, stores=STORES, orders=orders)
     return root
@@ -84,10 +110,16 @@ def test_high_spenders_edges(lake: Path) -> None:
         "fifty": {"min_total_amount": 50, "lookback_days": 30},
         "lisboa": {"min_total_amount": 50, "lookback_days": 30, "city": "Lisboa"},
         "pt_pharmacy": {"min_total_amount": 59.99, "lookback_days": 2, "country": "PT", "category": "pharmacy"},
+        "one_ten": {"min_total_amount": 1.1, "lookback_days": 30, "category": "kiosk"},
+        "twenty_point_one": {"min_total_amount": 20.1, "lookback_days": 30, "category": "kiosk"},
+        "one_ten_and_a_half_cent": {"min_total_amount": 1.105, "lookback_days": 30, "category": "kiosk"},
     })
     assert members["fifty"] == {"h_exact", "h_lisboa"}
     assert members["lisboa"] == {"h_lisboa"}
     assert members["pt_pharmacy"] == {"h_lisboa"}
+    assert members["one_ten"] == {"h_cents_in", "h_cents_sum", "h_twenty"}
+    assert members["twenty_point_one"] == {"h_twenty"}
+    assert members["one_ten_and_a_half_cent"] == {"h_twenty"}
 
 
 def test_lapsed_customers_edges(lake: Path) -> None:
@@ -104,12 +136,28 @@ def test_quality_report_counts_each_reason(lake: Path) -> None:
     # Orders at T fall outside the evaluation (created_at < T): not read, not rejected.
     assert result.quality.rejected == {
         "customers.duplicate_customer_id": 1,
-        "orders.invalid_customer_id": 1,
+        "customers.invalid_customer_id": 1,
+        "orders.invalid_amount": 3,
+        "orders.invalid_customer_id": 2,
+        "orders.invalid_order_id": 1,
+        "orders.invalid_status": 1,
+        "orders.null_created_at": 1,
         "orders.null_customer_id": 1,
+        "orders.null_status": 1,
         "orders.unknown_store": 1,
         "stores.duplicate_store_id": 1,
     }
     assert result.quality.rows_read["stores"] == len(STORES)
+
+
+def test_timestamps_without_a_time_zone_are_read_as_utc(lake: Path, tmp_path: Path) -> None:
+    """pandas writes naive datetimes: Spark reads them as TIMESTAMP_NTZ, which SPEC 3 says are UTC."""
+    customers, orders = edge_rows()
+    write_lake(tmp_path, customers=customers, stores=STORES, orders=orders, timestamp_type=pa.timestamp("us"))
+    params = {"any": {"min_orders": 2, "lookback_days": 7}}
+    _, naive = run_job(tmp_path, "frequent_buyers", PARTITION, T, params)
+    _, aware = run_job(lake, "frequent_buyers", PARTITION, T, params)
+    assert naive == aware and "f_edge_in" in naive["any"]  # on the window's edge: a shifted hour would drop it
 
 
 def test_zero_member_segments_are_in_the_manifest(lake: Path) -> None:
