@@ -28,6 +28,7 @@ from elastic_transport import TransportError
 from elasticsearch import ApiError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from resources.index_names import is_index_name, type_alias
 from resources.ingestion_lock import IngestionLock, IngestionLocked
 from resources.segment_index import SegmentIndex, SegmentIndexWriter
 
@@ -162,6 +163,10 @@ def _undo_switch(
 
 
 def _servable(writer: SegmentIndexWriter, segment_type: str, index: str) -> SegmentIndex:
+    # By name first: on a cluster that prefixes share (SPEC 2), another deployment's index can hold
+    # the same type, verified, and its own retention would delete it from under this alias.
+    if not (is_index_name(writer.prefix, index) and index.startswith(f"{type_alias(writer.prefix, segment_type)}-")):
+        raise PublicationRefused(f"{index} is not a {segment_type} calculation's index under prefix {writer.prefix!r}")
     found = writer.segment_index(index)
     if found is None:
         raise PublicationRefused(f"index {index} does not exist (deleted by retention, or its load failed)")

@@ -130,8 +130,20 @@ def test_rollback_and_roll_forward(namespace, instance, cli) -> None:
     assert served(namespace) == [index[3]]
     last = cli("rollback", "--segment-type", TYPE)
     assert last.exit_code == 1 and f"no retained {TYPE} index older than the served one ({index[3]})" in last.output
-    missing = cli("rollback", "--segment-type", TYPE, "--to", f"{namespace.index_prefix}-{TYPE}-nope")
+    missing = cli("rollback", "--segment-type", TYPE, "--to", f"{namespace.index_prefix}-{TYPE}-2026-11-09-deadbeef")
     assert missing.exit_code == 1 and "does not exist" in missing.output
+    # Only this deployment's indices of the type: not an alias, another type's, nor another prefix's,
+    # even one verified and of the same type (SPEC 2: prefixes share a cluster).
+    foreign = f"{namespace.index_prefix}x-{TYPE}-2026-11-05-abcdef12"
+    es.indices.create(index=foreign, mappings={"_meta": {"segment_type": TYPE, "verified": True}})
+    try:
+        other_type = next(t for t in SEGMENT_TYPES if t != TYPE)
+        for name in (foreign, f"{namespace.index_prefix}-read", f"{namespace.index_prefix}-{other_type}-2026-11-05-abcdef12"):
+            refused = cli("rollback", "--segment-type", TYPE, "--to", name)
+            assert refused.exit_code == 1 and f"{name} is not a {TYPE} calculation's index" in refused.output, refused.output
+        assert served(namespace) == [index[3]]
+    finally:
+        es.indices.delete(index=foreign)
 
     # Roll forward through the Dagster job, as an operator would from the UI.
     job = build_definitions(namespace).resolve_job_def(ROLLBACK_JOB)
