@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
 
-from api.errors import Forbidden, Unauthorized
+from api.errors import Forbidden, Unauthorized, UnsupportedMediaType
 from resources.config_store.api_keys import ApiKey, ApiKeyRepository, ApiKeyUsage, hash_token
 from resources.config_store.guard import ConfigStoreGuard, ConfigStoreUnavailable
 from resources.config_store.segments import SegmentRepository
@@ -136,8 +136,29 @@ AdminKey = Annotated[ApiKey, Depends(_admin_key)]
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
+def is_json_media_type(content_type: str) -> bool:
+    """`application/json` or `application/<anything>+json`, any case, with or without parameters
+    (`; charset=utf-8`): the bodies FastAPI parses as JSON; it hands any other one to the route as
+    bytes, which the route's model then refuses with a misleading "not a valid dictionary"."""
+    main_type, _, subtype = content_type.split(";", 1)[0].strip().lower().partition("/")
+    return main_type == "application" and "/" not in subtype and (subtype == "json" or subtype.endswith("+json"))
+
+
+async def require_json_body(request: Request) -> None:
+    """415 for a body that does not say it is JSON. A request without a body passes: it has no media
+    type to judge, and the route answers what it needs (422 "body: Field required")."""
+    content_type = request.headers.get("content-type")
+    # Read here, not only by the route: an oversized body is still a 413 first (api/body_limit.py),
+    # and the route reads the same cached bytes.
+    if (content_type is not None and is_json_media_type(content_type)) or not await request.body():
+        return
+    sent = f"it was {content_type!r}" if content_type is not None else "none was sent"
+    raise UnsupportedMediaType(f"the body must be JSON: send the header 'Content-Type: application/json' ({sent})")
+
+
 def key_checked_first(*, admin: bool) -> type[APIRoute]:
-    """A route class that checks the caller's key, and its scope, before the request's body is read.
+    """A route class that checks the caller's key, and its scope, before the request's body is read,
+    then that the body is JSON (415 otherwise).
 
     FastAPI reads a body before any dependency runs, so a body that is not JSON was a 422 before a
     missing key was a 401 (SPEC 7: 401). The routes' own `ReadKey`/`AdminKey` still run (answered
@@ -155,6 +176,7 @@ def key_checked_first(*, admin: bool) -> type[APIRoute]:
                 key = await authenticate(request.app.state.segmentation, bearer_token(request.headers.get("authorization")))
                 if admin:
                     require_admin(key)
+                await require_json_body(request)
                 return await handler(request)
 
             return checked_first

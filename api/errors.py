@@ -56,6 +56,11 @@ class PayloadTooLarge(ApiError):
     code = "payload_too_large"
 
 
+class UnsupportedMediaType(ApiError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
 class PreconditionRequired(ApiError):
     status_code = 428
     code = "precondition_required"

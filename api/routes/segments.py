@@ -146,7 +146,8 @@ async def archive_segment(segment_id: SegmentId, state: State, key: AdminKey, if
     except SegmentNotFound as error:
         raise NotFound(f"no segment {segment_id!r}") from error
     except StaleVersion as error:
-        _check_writable(error.current, version)
+        # Not `_check_writable`: archiving an archived segment is no conflict, but a stale version is.
+        _check_version(error.current, version)
         raise _changed_concurrently(segment_id) from error
     _hide_from_lookups_now(state, segment.id)
     return Response(status_code=204)
@@ -169,13 +170,19 @@ async def _current(state: AppState, segment_id: str) -> SegmentPublic:
 
 
 def _check_writable(current: SegmentPublic, expected: int | None) -> None:
-    details = {"current_version": current.version}
     if current.status == "archived":
-        raise Conflict(f"segment {current.id!r} is archived; archived segments cannot be changed", details=details)
+        raise Conflict(
+            f"segment {current.id!r} is archived; archived segments cannot be changed",
+            details={"current_version": current.version},
+        )
+    _check_version(current, expected)
+
+
+def _check_version(current: SegmentPublic, expected: int | None) -> None:
     if expected is not None and current.version != expected:
         raise PreconditionFailed(
             f"segment {current.id!r} is at version {current.version}, not {expected}: read it again and retry",
-            details=details,
+            details={"current_version": current.version},
             headers={"ETag": etag(current.version)},
         )
 

@@ -164,14 +164,15 @@ class SegmentRepository:
             return written
 
     def archive(self, segment_id: str, *, actor: str, expected_version: int | None = None) -> Segment:
-        """Archives the segment; archiving an archived segment changes nothing and returns it."""
+        """Archives the segment; archiving an archived segment changes nothing and returns it.
+        With `expected_version`, a segment at another version is `StaleVersion`, archived or not."""
         for _ in range(self.ARCHIVE_ATTEMPTS):
             with self._sessions.begin() as session:
                 current = _current(session, segment_id)
-                if current.status == "archived":
-                    return current
                 if expected_version is not None and current.version != expected_version:
                     raise StaleVersion(current)
+                if current.status == "archived":
+                    return current
                 written = _compare_and_set(session, current, {"status": "archived"}, actor, "archive")
                 if written is not None:
                     return written

@@ -227,6 +227,22 @@ def test_bad_batches_are_rejected_with_the_field_named(served, body, field) -> N
     assert field in [d["field"] for d in response.json()["error"]["details"]]
 
 
+def test_a_batch_sent_as_json_with_a_charset_is_answered_and_as_text_is_415(served) -> None:
+    client, headers, _ = served
+    body = orjson.dumps({"customer_ids": CUSTOMERS[:20]})
+    with_charset = client.post(
+        "/v1/customers/segments:batch", content=body, headers={**headers, "Content-Type": "application/json; charset=utf-8"}
+    )
+    assert with_charset.status_code == 200, with_charset.text
+    assert with_charset.json()["results"] == {c: expected_segments(c, PUBLISHED) for c in CUSTOMERS[:20]}
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", None):
+        sent = {**headers, **({"Content-Type": content_type} if content_type else {})}
+        refused = client.post("/v1/customers/segments:batch", content=body, headers=sent)
+        assert refused.status_code == 415, (content_type, refused.text)
+        assert refused.json()["error"]["code"] == "unsupported_media_type"
+        assert "Content-Type" in refused.json()["error"]["message"]
+
+
 def test_membership(served) -> None:
     client, headers, _ = served
     segment_id, (_, members) = next((s, v) for s, v in FIRST.items() if len(v[1]) == 150)
