@@ -27,6 +27,9 @@ def materialize_partition(settings: Settings, partition_key: str, segment_types:
         return RunOutcome(False, [f"error: unknown segment type(s) {', '.join(unknown)}; known: {', '.join(SEGMENT_TYPES)}"])
     selected = segment_types or list(SEGMENT_TYPES)
     defs = build_definitions(settings)
+    unknown_partition = unknown_partition_error(defs, partition_key, selected)
+    if unknown_partition:
+        return RunOutcome(False, [unknown_partition])
     job = defs.resolve_implicit_global_asset_job_def()
     keys = [key for t in selected for key in (members_key(t), index_key(t), alias_key(t))]
     result = job.execute_in_process(
@@ -46,3 +49,32 @@ def materialize_partition(settings: Settings, partition_key: str, segment_types:
         elif event.is_failure:
             lines.append(f"  step FAILED {event.step_key}: {event.message}")
     return RunOutcome(result.success, lines)
+
+
+def unknown_partition_error(defs: dg.Definitions, partition_key: str, segment_types: list[str]) -> str | None:
+    """The error line for a partition key that some selected asset does not have, else None.
+
+    Asked of the assets' own partitions definitions, as `execute_in_process` would (it raises
+    DagsterUnknownPartitionError instead): malformed keys, and dates before the start or after now."""
+    for segment_type in segment_types:
+        for key in (members_key(segment_type), index_key(segment_type), alias_key(segment_type)):
+            partitions_def = defs.resolve_assets_def(key).partitions_def
+            if partitions_def is not None and not partitions_def.has_partition_key(partition_key):
+                return f"error: unknown partition key {partition_key!r} for {segment_type}; {_valid_keys(partitions_def)}"
+    return None
+
+
+def _valid_keys(partitions_def: dg.PartitionsDefinition) -> str:
+    assert isinstance(partitions_def, dg.TimeWindowPartitionsDefinition)  # segmentation_assets/partitions.py
+    shape = f"a valid key is {_key_shape(partitions_def.fmt)} ({partitions_def.timezone})"
+    first, last = partitions_def.get_first_partition_key(), partitions_def.get_last_partition_key()
+    if first is None or last is None:
+        return f"{shape}, and there is none yet"
+    return f"{shape}, from {first} to {last} (e.g. --partition {last})"
+
+
+def _key_shape(fmt: str) -> str:
+    """`%Y-%m-%d` -> `YYYY-MM-DD`; hourly `%Y-%m-%d-%H:%M` -> `YYYY-MM-DD-HH:MM`."""
+    for directive, placeholder in (("%Y", "YYYY"), ("%m", "MM"), ("%d", "DD"), ("%H", "HH"), ("%M", "MM")):
+        fmt = fmt.replace(directive, placeholder)
+    return fmt

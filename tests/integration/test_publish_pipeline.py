@@ -102,3 +102,25 @@ def test_segmentation_run_exits_non_zero_when_a_type_is_unknown_or_a_step_fails(
     assert failed.exit_code == 1, failed.output
     assert "FAILED" in failed.output and f"step FAILED {TYPE}__members" in failed.output
     assert served(settings) == []
+
+
+@pytest.mark.parametrize("partition", ["2026-13-45", "latest", "2020-01-01", "2999-01-01"])
+def test_segmentation_run_of_a_partition_that_does_not_exist_exits_1_naming_it(
+    make_namespace, monkeypatch, partition
+) -> None:
+    settings = make_namespace()
+    for name, value in settings_environment(settings).items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["run", "--partition", partition])
+        one_type = CliRunner().invoke(app, ["run", "--partition", partition, "--segment-type", TYPE])
+    finally:
+        get_settings.cache_clear()
+    for outcome in (result, one_type):
+        # A SystemExit is typer.Exit: any other exception (DagsterUnknownPartitionError) was a traceback.
+        assert isinstance(outcome.exception, SystemExit), outcome.exception
+        assert outcome.exit_code == 1, outcome.output
+        [line] = outcome.output.strip().splitlines()
+        assert line.startswith("error: ") and f"'{partition}'" in line and "YYYY-MM-DD" in line, line
+        assert "Traceback" not in outcome.output
