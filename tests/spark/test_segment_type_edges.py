@@ -24,6 +24,8 @@ STORES = [
     ("s3", "Farmacia Tejo", "pharmacy", "Lisboa", "PT"),
     ("s2", "Zeta", "pharmacy", "Madrid", "ES"),  # a repeated id: its first row (by category) is kept
     ("s4", "Kiosco", "kiosk", "Porto", "PT"),  # only the cent-threshold rows below
+    ("s 5", "Bad Id", "grocery", "Madrid", "ES"),
+    (None, "No Id", "grocery", "Madrid", "ES"),
 ]
 
 
@@ -75,11 +77,17 @@ def edge_rows() -> tuple[list[tuple], list[tuple]]:
         *_orders("q_huge", ("s1", T - DAY, 10.0, "delivered"), ("s1", T - DAY, 1e18, "delivered")),
         *_orders("q_no_status", ("s1", T - DAY, 10.0, "delivered"), ("s1", T - DAY, 10.0, None)),
         *_orders("q_returned", ("s1", T - DAY, 10.0, "delivered"), ("s1", T - DAY, 10.0, "returned")),
+        *_orders("q_no_amount", ("s1", T - DAY, 10.0, "delivered"), ("s1", T - DAY, None, "delivered")),
+        *_orders("q_bad_store", ("s1", T - DAY, 10.0, "delivered"), ("s 1", T - DAY, 10.0, "delivered")),
+        ("o-null-store", "q_bad_store", None, T - DAY, 10.0, "delivered"),
+        ("bad order id", "q_bad_store", "s1", T - DAY, 10.0, "delivered"),
     ]
     customer_ids = sorted({o[1] for o in orders if o[1] not in (None, "bad id", "q_newline\n")})
     customers = [(c, OLD, "ES", "Madrid") for c in customer_ids]
     customers.append(("f_three", OLD + DAY, "PT", "Lisboa"))  # a repeated id: the earliest signup is kept
     customers.append(("c_newline\n", T - DAY, "ES", "Madrid"))  # an invalid id, though Java's `$` matches before the break
+    customers.append(("c_unsigned", None, "ES", "Madrid"))
+    customers.append((None, T - DAY, "ES", "Madrid"))
     return customers, orders
 
 
@@ -137,15 +145,22 @@ def test_quality_report_counts_each_reason(lake: Path) -> None:
     assert result.quality.rejected == {
         "customers.duplicate_customer_id": 1,
         "customers.invalid_customer_id": 1,
+        "customers.null_customer_id": 1,
+        "customers.null_signup_at": 1,
         "orders.invalid_amount": 3,
         "orders.invalid_customer_id": 2,
-        "orders.invalid_order_id": 1,
+        "orders.invalid_order_id": 2,
         "orders.invalid_status": 1,
+        "orders.invalid_store_id": 1,
+        "orders.null_amount": 1,
         "orders.null_created_at": 1,
         "orders.null_customer_id": 1,
         "orders.null_status": 1,
+        "orders.null_store_id": 1,
         "orders.unknown_store": 1,
         "stores.duplicate_store_id": 1,
+        "stores.invalid_store_id": 1,
+        "stores.null_store_id": 1,
     }
     assert result.quality.rows_read["stores"] == len(STORES)
 
