@@ -52,6 +52,12 @@ def s3a_settings(endpoint_url: str | None) -> dict[str, str]:
     return settings
 
 
+# What every session that runs a segment job needs, here and on EMR: windows in UTC (SPEC 3), and
+# Parquet timestamps in nanoseconds (pandas writes them), which Spark refuses, read as longs that
+# `segmentation_assets.raw_data` turns into microseconds.
+JOB_SQL_SETTINGS = {"spark.sql.session.timeZone": "UTC", "spark.sql.legacy.parquet.nanosAsLong": "true"}
+
+
 def local_spark_session(
     *,
     master: str = "local[*]",
@@ -67,12 +73,13 @@ def local_spark_session(
             SparkSession.builder.master(master)
             .appName("segmentation")
             .config("spark.driver.memory", driver_memory)
-            .config("spark.sql.session.timeZone", "UTC")
             .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
             .config("spark.sql.adaptive.enabled", "true")
             .config("spark.ui.enabled", "false")
             .config("spark.ui.showConsoleProgress", "false")
         )
+        for key, value in JOB_SQL_SETTINGS.items():
+            builder = builder.config(key, value)
         if lake_uri.startswith(("s3://", "s3a://")):
             for key, value in s3a_settings(os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")).items():
                 builder = builder.config(key, value)

@@ -13,15 +13,15 @@ def main() -> None:
     from dagster_pipes import PipesS3MessageWriter, open_dagster_pipes
     from pyspark.sql import SparkSession
 
+    from resources.spark import JOB_SQL_SETTINGS
     from segmentation_assets.segment_job import SegmentJobRequest, run_segment_job
 
     with open_dagster_pipes(message_writer=PipesS3MessageWriter(client=boto3.client("s3"))) as pipes:
         request = SegmentJobRequest.from_json(pipes.get_extra("request"))
-        spark = (
-            SparkSession.builder.appName(f"segmentation-{request.segment_type}-{request.partition_key}")
-            .config("spark.sql.session.timeZone", "UTC")
-            .getOrCreate()
-        )
+        builder = SparkSession.builder.appName(f"segmentation-{request.segment_type}-{request.partition_key}")
+        for key, value in JOB_SQL_SETTINGS.items():
+            builder = builder.config(key, value)
+        spark = builder.getOrCreate()
         result = run_segment_job(spark, request)
         pipes.log.info(
             f"{len(result.segments)} {request.segment_type} segments, {result.total_members} memberships "

@@ -25,6 +25,7 @@ from segmentation_assets.spark_windows import to_micros
 # Java's `$` also matches before a final line break ("c1\n"); `\z` is the end of the input only.
 SPARK_ID_PATTERN = ID_PATTERN.removesuffix("$") + r"\z"
 ORDER_STATUSES = ("delivered", "cancelled")
+TIMESTAMP_COLUMNS = ("signup_at", "created_at")
 # EUR. Far beyond any order, and its cents still far from a 64-bit sum's limit.
 MAX_ORDER_AMOUNT = 1e12
 
@@ -38,6 +39,20 @@ class QualityReport:
     def rejected_fraction(self) -> float:
         total = sum(self.rows_read.values())
         return sum(self.rejected.values()) / total if total else 0.0
+
+
+def _as_timestamp(column: str, data_type: T.DataType) -> Column:
+    """A timestamp column of the lake as a timestamp of the session's time zone (UTC, as SPEC 3's are).
+
+    Written without a time zone (pandas' naive datetimes), it reads as TIMESTAMP_NTZ: cast, each
+    instant kept. Written in nanoseconds, it reads as nanoseconds since the epoch (a long, see
+    `resources.spark.JOB_SQL_SETTINGS`): floored to the microsecond, which keeps every instant on
+    the same side of every window edge, since edges are whole microseconds."""
+    if isinstance(data_type, T.TimestampNTZType):
+        return F.col(column).cast("timestamp")
+    if isinstance(data_type, T.LongType):
+        return F.expr(f"timestamp_micros(({column} - pmod({column}, 1000)) div 1000)")
+    return F.col(column)
 
 
 def _first_failed_rule(rules: list[tuple[str, Column]]) -> Column:
@@ -81,10 +96,9 @@ class RawData:
 
     def _read(self, table: str) -> DataFrame:
         frame = self.spark.read.parquet(Lake.for_spark(self.lake.raw_table(table)))
-        # Timestamps written without a time zone (pandas' naive datetimes) read as TIMESTAMP_NTZ.
-        # SPEC 3's are UTC, as is the session's time zone, so the cast keeps each instant.
-        naive = [f.name for f in frame.schema.fields if isinstance(f.dataType, T.TimestampNTZType)]
-        return frame.withColumns({name: F.col(name).cast("timestamp") for name in naive}) if naive else frame
+        return frame.withColumns(
+            {f.name: _as_timestamp(f.name, f.dataType) for f in frame.schema.fields if f.name in TIMESTAMP_COLUMNS}
+        )
 
     @cached_property
     def _customers_checked(self) -> DataFrame:

@@ -165,10 +165,15 @@ def test_quality_report_counts_each_reason(lake: Path) -> None:
     assert result.quality.rows_read["stores"] == len(STORES)
 
 
-def test_timestamps_without_a_time_zone_are_read_as_utc(lake: Path, tmp_path: Path) -> None:
-    """pandas writes naive datetimes: Spark reads them as TIMESTAMP_NTZ, which SPEC 3 says are UTC."""
+@pytest.mark.parametrize(
+    "timestamp_type",
+    # pandas writes naive datetimes (Spark: TIMESTAMP_NTZ, which SPEC 3 says are UTC), in nanoseconds
+    [pa.timestamp("us"), pa.timestamp("ns", tz="UTC"), pa.timestamp("ns")],
+    ids=["naive", "nanoseconds", "naive-nanoseconds"],
+)
+def test_timestamps_without_a_time_zone_or_in_nanoseconds_are_read(lake: Path, tmp_path: Path, timestamp_type) -> None:
     customers, orders = edge_rows()
-    write_lake(tmp_path, customers=customers, stores=STORES, orders=orders, timestamp_type=pa.timestamp("us"))
+    write_lake(tmp_path, customers=customers, stores=STORES, orders=orders, timestamp_type=timestamp_type)
     params = {"any": {"min_orders": 2, "lookback_days": 7}}
     _, naive = run_job(tmp_path, "frequent_buyers", PARTITION, T, params)
     _, aware = run_job(lake, "frequent_buyers", PARTITION, T, params)
