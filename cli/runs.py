@@ -59,13 +59,21 @@ def unknown_partition_error(defs: dg.Definitions, partition_key: str, segment_ty
     for segment_type in segment_types:
         for key in (members_key(segment_type), index_key(segment_type), alias_key(segment_type)):
             partitions_def = defs.resolve_assets_def(key).partitions_def
-            if partitions_def is not None and not partitions_def.has_partition_key(partition_key):
+            if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition) and not _is_partition(partitions_def, partition_key):
                 return f"error: unknown partition key {partition_key!r} for {segment_type}; {_valid_keys(partitions_def)}"
     return None
 
 
-def _valid_keys(partitions_def: dg.PartitionsDefinition) -> str:
-    assert isinstance(partitions_def, dg.TimeWindowPartitionsDefinition)  # segmentation_assets/partitions.py
+def _is_partition(partitions_def: dg.TimeWindowPartitionsDefinition, partition_key: str) -> bool:
+    """`has_partition_key` alone takes `2026-11-25-13:30` on hourly partitions, and its window is
+    then 14:00-15:00: a key must also be the one its own window starts with."""
+    if not partitions_def.has_partition_key(partition_key):
+        return False
+    window = partitions_def.time_window_for_partition_key(partition_key)
+    return partitions_def.get_partition_key_for_timestamp(window.start.timestamp()) == partition_key
+
+
+def _valid_keys(partitions_def: dg.TimeWindowPartitionsDefinition) -> str:
     shape = f"a valid key is {_key_shape(partitions_def.fmt)} ({partitions_def.timezone})"
     first, last = partitions_def.get_first_partition_key(), partitions_def.get_last_partition_key()
     if first is None or last is None:
@@ -74,7 +82,7 @@ def _valid_keys(partitions_def: dg.PartitionsDefinition) -> str:
 
 
 def _key_shape(fmt: str) -> str:
-    """`%Y-%m-%d` -> `YYYY-MM-DD`; hourly `%Y-%m-%d-%H:%M` -> `YYYY-MM-DD-HH:MM`."""
-    for directive, placeholder in (("%Y", "YYYY"), ("%m", "MM"), ("%d", "DD"), ("%H", "HH"), ("%M", "MM")):
+    """`%Y-%m-%d` -> `YYYY-MM-DD`; hourly `%Y-%m-%d-%H:%M` -> `YYYY-MM-DD-HH:00` (SPEC 4)."""
+    for directive, placeholder in (("%Y", "YYYY"), ("%m", "MM"), ("%d", "DD"), ("%H", "HH"), ("%M", "00")):
         fmt = fmt.replace(directive, placeholder)
     return fmt

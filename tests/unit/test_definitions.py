@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dagster as dg
+import pytest
 
+from cli.runs import unknown_partition_error
 from definitions import build_definitions
 from resources.settings import Settings
 from segmentation_assets.segment_types import SEGMENT_TYPES
@@ -23,6 +25,24 @@ def test_hourly_partitions_by_setting() -> None:
     defs = build_definitions(Settings(partition_granularity="hourly"))
     members = defs.resolve_assets_def(dg.AssetKey(["new_customers", "members"]))
     assert isinstance(members.partitions_def, dg.HourlyPartitionsDefinition)
+
+
+@pytest.mark.parametrize(
+    ("granularity", "key", "valid"),
+    [
+        ("hourly", "2026-11-25-13:00", True),
+        ("hourly", "2026-11-25-13:30", False),  # Dagster parses it, as the window 14:00-15:00
+        ("hourly", "2026-11-25", False),
+        ("daily", "2026-11-25", True),
+        ("daily", "2026-11-25-13:00", False),
+        ("daily", "2026-13-45", False),
+    ],
+)
+def test_segmentation_run_takes_only_the_partitions_keys(granularity: str, key: str, valid: bool) -> None:
+    error = unknown_partition_error(build_definitions(Settings(partition_granularity=granularity)), key, ["new_customers"])
+    assert (error is None) is valid, error
+    if not valid:
+        assert repr(key) in error and ("YYYY-MM-DD-HH:00" if granularity == "hourly" else "YYYY-MM-DD (UTC)") in error
 
 
 def test_a_running_refresh_schedule_per_type_targets_the_last_closed_window() -> None:
