@@ -1,9 +1,10 @@
 """The raw lake as Spark sees it for one evaluation time T, with rows that fail quality rules set aside.
 
 SPEC 3: rows with an invalid id, a null key column or an order at an unknown store are counted
-per reason, reported, and left out. Cancelled orders are valid rows; they just never count. So
-are orders without a valid status or time, and amounts that are not finite (or beyond
-`MAX_ORDER_AMOUNT`): no segment could count them, and one would fail every sum it reached.
+per reason, reported, and left out. Cancelled orders are valid rows; they just never count.
+Orders without a valid status or time, or with an amount that is not finite (or is beyond
+`MAX_ORDER_AMOUNT`), are left out and reported too: no segment could count them, and such an
+amount would fail every sum it reached.
 Order ids are the orders table's key and are not checked for repeats: that would shuffle every
 order of every customer's lifetime on each run.
 """

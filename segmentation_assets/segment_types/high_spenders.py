@@ -25,9 +25,10 @@ def high_spenders_members(raw: RawData, configs: DataFrame) -> DataFrame:
     from segmentation_assets.order_windows import members_reaching_window_total
 
     # Totals are in whole cents (see order_windows.counted_orders); the threshold becomes the
-    # fewest cents that reach it. Through a decimal, which Spark makes from the double's shortest
-    # text: 1.1 * 100 in doubles is 110.00000000000001, and would turn away a total of 110 cents.
-    threshold_cents = F.ceil(F.col("min_total_amount").cast("decimal(38,10)") * 100)
+    # fewest cents that reach it, at least one (it is > 0). Through a decimal, which Spark makes
+    # from the double's shortest text: 1.1 * 100 in doubles is 110.00000000000001, and would turn
+    # away a total of 110 cents. 18 places keep every digit of that text up to the 1e9 bound.
+    threshold_cents = F.greatest(F.lit(1), F.ceil(F.col("min_total_amount").cast("decimal(28,18)") * 100))
     return members_reaching_window_total(raw, configs, total="amount_cents", threshold=threshold_cents)
 
 
