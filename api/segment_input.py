@@ -22,6 +22,7 @@ from segmentation_assets.segment_types.base import ID_PATTERN
 # `3`, `"3"` and `W/"3"` all name version 3; the version is the whole entity tag.
 _IF_MATCH = re.compile(r'(?:W/)?("?)([1-9][0-9]{0,8})\1')
 _CURSOR_PREFIX = "after:"
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f]")
 _label_key = TypeAdapter(LabelKey)
 _label_value = TypeAdapter(LabelValue)
 
@@ -40,7 +41,14 @@ def validated_params(segment_type_name: str, params: dict[str, Any]) -> tuple[di
         raise invalid_input(validation_details(list(error.errors()), prefix=("params",))) from error
     stored = parsed.model_dump(mode="json", exclude_none=True)
     require_storable(params=stored)
-    return stored, parsed.targeting()
+    targeting = parsed.targeting()
+    # The list filter refuses control characters, so a segment holding one could never be found by
+    # it; and narrowing scopes join values with one. Checked on what clients send, not in the
+    # params model: the job validates stored params with it and must not fail on older segments.
+    for name, value in targeting.items():
+        if value is not None and _CONTROL_CHARACTER.search(value):
+            raise invalid_field(f"params.{name}", "must not contain control characters")
+    return stored, targeting
 
 
 def require_storable(**fields: Any) -> None:

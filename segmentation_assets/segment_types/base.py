@@ -17,9 +17,7 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
 
 EntityId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
-# No control characters: the list filter (`GET /v1/segments?city=`) refuses them, so a segment
-# holding one could never be found; and narrowing scopes are keyed by joining values with one.
-Attribute = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True, pattern=r"^[^\x00-\x1f]*$")]
+Attribute = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
 
 TARGETING_ATTRIBUTES = ("store_id", "category", "city", "country")
 
