@@ -11,7 +11,6 @@ from typing import Annotated
 from fastapi import Depends, Request, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from fastapi.security.utils import get_authorization_scheme_param
 
 from api.errors import Forbidden, Unauthorized, UnsupportedMediaType
 from resources.config_store.api_keys import ApiKey, ApiKeyRepository, ApiKeyUsage, hash_token
@@ -107,17 +106,18 @@ async def authenticate(state: AppState, token: str | None) -> ApiKey:
 
 
 def bearer_token(authorization: str | None) -> str | None:
-    """The token of an `Authorization: Bearer <token>` header, read by the parser FastAPI's HTTPBearer
-    uses on the other routes, so that one header means the same key on every route."""
-    scheme, token = get_authorization_scheme_param(authorization)
+    """The token of an `Authorization: Bearer <token>` header, spaces around it dropped. Every
+    route reads the header here, so that one header means the same key everywhere."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    token = token.strip()
     return token if scheme.lower() == "bearer" and token else None
 
 
 async def _caller(
-    state: State, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request, state: State, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> ApiKey:
-    bearer = credentials is not None and credentials.scheme.lower() == "bearer"
-    return await authenticate(state, credentials.credentials if bearer else None)  # type: ignore[union-attr]
+    # `_bearer` only documents the scheme in OpenAPI; its parsing changed across FastAPI versions.
+    return await authenticate(state, bearer_token(request.headers.get("authorization")))
 
 
 def require_admin(key: ApiKey) -> ApiKey:
