@@ -33,7 +33,11 @@ def roll_back_with_settings(settings: Settings, segment_type: str, to: str | Non
     """For the command line: the same clients the Dagster resources would build."""
     search = ElasticsearchResource(url=settings.elasticsearch_url, index_prefix=settings.index_prefix)
     store = RedisResource(url=settings.redis_url, ingestion_lock_seconds=settings.ingest_lock_seconds)
-    return roll_back_type(search.writer(), store.client(), segment_type, to, settings.ingest_lock_seconds)
+    try:
+        return roll_back_type(search.writer(), store.client(), segment_type, to, settings.ingest_lock_seconds)
+    finally:
+        search.client().close()
+        store.client().close()
 
 
 class RollbackConfig(dg.Config):

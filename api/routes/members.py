@@ -9,8 +9,8 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from api.deps import AppState, ReadKey, State
 from api.errors import ApiError, NotFound, invalid_input
 from api.lookup_schemas import SegmentMembersPage, SegmentMembership, SegmentStats
-from api.segment_input import one_value_each
 from api.routes.lookups import UNAVAILABLE, CustomerId, json_response
+from api.segment_input import one_value_each
 from resources.segment_export import ExportCursor, InvalidCursor
 from resources.segment_reader import IndexGone
 from segmentation_assets.segment_types.base import ID_PATTERN

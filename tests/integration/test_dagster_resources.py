@@ -14,7 +14,7 @@ from resources.settings import Settings
 pytestmark = pytest.mark.integration
 
 
-def test_one_client_per_run_closed_at_its_end(settings: Settings) -> None:
+def test_one_client_per_run_and_the_redis_one_closed_at_its_end(settings: Settings) -> None:
     held: dict[str, Any] = {}
 
     @dg.asset
@@ -37,5 +37,5 @@ def test_one_client_per_run_closed_at_its_end(settings: Settings) -> None:
     assert held["redis_same"] and held["search_same"]
     # Still referenced here, yet its connection is gone: closed by the teardown, not by the collector.
     assert held["redis"] is not None
-    probe = redis.Redis.from_url(settings.redis_url)
-    assert probe.execute_command("CLIENT", "LIST", "ID", held["redis_id"]) in (b"", "")
+    with redis.Redis.from_url(settings.redis_url) as probe:
+        assert probe.execute_command("CLIENT", "LIST", "ID", held["redis_id"]) in (b"", "")
