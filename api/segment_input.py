@@ -1,6 +1,7 @@
 """What a client sends to config management, checked before the config store sees it: params
 against their type, text PostgreSQL could not store, If-Match versions, list cursors, label filters;
-and, on every route, query parameters that take one value. Every failure is a 4xx that names the field."""
+and query parameters that take one value (on the routes that read any). Every failure is a 4xx
+that names the field."""
 
 from __future__ import annotations
 
