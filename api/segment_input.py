@@ -17,6 +17,7 @@ from starlette.datastructures import QueryParams
 
 from api.errors import PreconditionRequired, invalid_field, invalid_input, validation_details
 from resources.config_store.segments import LabelKey, LabelValue
+from resources.segment_filters import InvalidLabelFilter, parse_labels
 from segmentation_assets.segment_types import SEGMENT_TYPES
 from segmentation_assets.segment_types.base import ID_PATTERN
 
@@ -118,12 +119,10 @@ def label_filters(labels: list[str]) -> tuple[tuple[str, str], ...]:
     value no label can have is an error, not no match."""
     parsed: list[tuple[str, str]] = []
     for label in labels:
-        key, sep, value = label.partition(":")
         try:
-            if not sep:
-                raise ValueError
+            [(key, value)] = parse_labels([label])
             parsed.append((_label_key.validate_python(key), _label_value.validate_python(value)))
-        except (ValueError, ValidationError) as error:
+        except (InvalidLabelFilter, ValidationError) as error:
             raise invalid_field("label", f"{label!r} is not a label filter of the form key:value") from error
     return tuple(parsed)
 

@@ -20,12 +20,14 @@ def index_name(prefix: str, segment_type: str, partition_key: str, run_id: str) 
     return f"{prefix}-{segment_type}-{partition}-{run_id[:8].lower()}"
 
 
-def is_index_name(prefix: str, name: str) -> bool:
-    """Whether `name` can be one calculation's index under `prefix`, as `index_name` makes them
-    (a daily or hourly partition): not an alias (which moves between calculations), a pattern, a
-    list, another cluster's index, nor, where prefixes share a cluster, another prefix's alias."""
+def is_index_name(prefix: str, name: str, segment_type: str | None = None) -> bool:
+    """Whether `name` can be one calculation's index under `prefix` (of `segment_type`, when
+    given), as `index_name` makes them (a daily or hourly partition): not an alias (which moves
+    between calculations), a pattern, a list, another cluster's index, nor, where prefixes share a
+    cluster, another prefix's index or alias."""
     partition = r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:-[0-9]{4})?"
-    return re.fullmatch(rf"{re.escape(prefix)}-[a-z][a-z0-9_]*-{partition}-[0-9a-z]{{1,8}}", name) is not None
+    type_name = re.escape(segment_type) if segment_type else "[a-z][a-z0-9_]*"
+    return re.fullmatch(rf"{re.escape(prefix)}-{type_name}-{partition}-[0-9a-z]{{1,8}}", name) is not None
 
 
 def type_index_pattern(prefix: str, segment_type: str) -> str:

@@ -28,7 +28,7 @@ from elastic_transport import TransportError
 from elasticsearch import ApiError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from resources.index_names import is_index_name, type_alias
+from resources.index_names import is_index_name
 from resources.ingestion_lock import IngestionLock, IngestionLocked
 from resources.segment_index import SegmentIndex, SegmentIndexWriter
 
@@ -88,15 +88,13 @@ def next_generation(client: redis.Redis, prefix: str, floor: int) -> int:
 
 
 def _new_generation(client: redis.Redis, prefix: str, floor: int) -> int:
-    for attempt in Retrying(
+    retrying = Retrying(
         stop=stop_after_attempt(GENERATION_ATTEMPTS),
         wait=wait_exponential(multiplier=0.5, max=2),
         retry=retry_if_exception_type((redis.ConnectionError, redis.TimeoutError)),
         reraise=True,
-    ):
-        with attempt:
-            return next_generation(client, prefix, floor)
-    raise AssertionError("unreachable: the last attempt re-raises")
+    )
+    return retrying(next_generation, client, prefix, floor)
 
 
 def _switch(
@@ -165,7 +163,7 @@ def _undo_switch(
 def _servable(writer: SegmentIndexWriter, segment_type: str, index: str) -> SegmentIndex:
     # By name first: on a cluster that prefixes share (SPEC 2), another deployment's index can hold
     # the same type, verified, and its own retention would delete it from under this alias.
-    if not (is_index_name(writer.prefix, index) and index.startswith(f"{type_alias(writer.prefix, segment_type)}-")):
+    if not is_index_name(writer.prefix, index, segment_type):
         raise PublicationRefused(f"{index} is not a {segment_type} calculation's index under prefix {writer.prefix!r}")
     found = writer.segment_index(index)
     if found is None:

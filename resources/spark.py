@@ -77,9 +77,8 @@ def local_spark_session(
             .config("spark.sql.adaptive.enabled", "true")
             .config("spark.ui.enabled", "false")
             .config("spark.ui.showConsoleProgress", "false")
+            .config(map=JOB_SQL_SETTINGS)
         )
-        for key, value in JOB_SQL_SETTINGS.items():
-            builder = builder.config(key, value)
         if lake_uri.startswith(("s3://", "s3a://")):
             for key, value in s3a_settings(os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")).items():
                 builder = builder.config(key, value)

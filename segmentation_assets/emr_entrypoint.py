@@ -18,10 +18,11 @@ def main() -> None:
 
     with open_dagster_pipes(message_writer=PipesS3MessageWriter(client=boto3.client("s3"))) as pipes:
         request = SegmentJobRequest.from_json(pipes.get_extra("request"))
-        builder = SparkSession.builder.appName(f"segmentation-{request.segment_type}-{request.partition_key}")
-        for key, value in JOB_SQL_SETTINGS.items():
-            builder = builder.config(key, value)
-        spark = builder.getOrCreate()
+        spark = (
+            SparkSession.builder.appName(f"segmentation-{request.segment_type}-{request.partition_key}")
+            .config(map=JOB_SQL_SETTINGS)
+            .getOrCreate()
+        )
         result = run_segment_job(spark, request)
         pipes.log.info(
             f"{len(result.segments)} {request.segment_type} segments, {result.total_members} memberships "
