@@ -113,3 +113,19 @@ def test_ids_are_sorted_in_byte_order_whatever_their_lengths(
     assert (_sorted_fixed_width(padded) is not None) == (len(widths) == 1)  # the numpy path, where it applies
     assert got.type == string_type
     assert got.to_pylist() == sorted(ids, key=lambda i: i.encode())
+
+
+@pytest.mark.parametrize(
+    "make_id",
+    [lambda n: f"c{n:08d}", lambda n: f"{n:036d}", lambda n: f"c{n}"],
+    ids=["8 varying", "36 varying", "three lengths"],
+)
+@pytest.mark.parametrize("order", ["sorted", "last two swapped", "first two swapped"])
+def test_ids_found_in_order_are_kept_and_ids_almost_in_order_are_sorted(make_id, order: str) -> None:
+    ids = sorted((make_id(n) for n in range(0, 30_000, 7)), key=str.encode)
+    given = list(ids)
+    if order == "last two swapped":
+        given[-2:] = given[:-3:-1]
+    elif order == "first two swapped":
+        given[:2] = given[1::-1]
+    assert _sorted(pa.array(given)).to_pylist() == ids
