@@ -27,6 +27,7 @@ from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_a
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # What a bulk request adds around each document besides its index and id: the action line's JSON.
 ACTION_OVERHEAD_BYTES = 40
+FIRST_REQUEST_BYTES = 512 * 1024
 
 
 class ElasticsearchUnreachable(RuntimeError):
@@ -111,14 +112,19 @@ class BulkLoader:
         return report
 
     def _requests(self, index: str, documents: Iterable[tuple[str, dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
+        """Batches of documents, each one request. The first requests are smaller, doubling up to
+        `max_request_bytes`: Elasticsearch starts indexing as soon as the first documents are
+        read, instead of idling until a full request is."""
         batch: list[dict[str, Any]] = []
         size = 0
+        limit = min(FIRST_REQUEST_BYTES, self._settings.max_request_bytes)
         for doc_id, document in documents:
             body = orjson.dumps(document)
             cost = len(body) + len(index) + len(doc_id) + ACTION_OVERHEAD_BYTES
-            if batch and size + cost > self._settings.max_request_bytes:
+            if batch and size + cost > limit:
                 yield batch
                 batch, size = [], 0
+                limit = min(2 * limit, self._settings.max_request_bytes)
             batch.append({"_index": index, "_id": doc_id, "_source": body})
             size += cost
         if batch:

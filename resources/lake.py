@@ -76,11 +76,13 @@ class Lake:
             return None
         return info.mtime.timestamp()
 
-    def parquet_files(self, uri: str) -> list[str]:
-        """Data files of a Spark output folder, in a stable order, as paths inside `filesystem()`."""
+    def parquet_files(self, uri: str, smallest_first: bool = False) -> list[str]:
+        """Data files of a Spark output folder as paths inside `filesystem()`: by name, or by size
+        (then name), from the one listing either way."""
         fs, path = self._path_in_fs(uri)
         infos = fs.get_file_info(pafs.FileSelector(path, recursive=False))
-        return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+        files = [i for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet")]
+        return [i.path for i in sorted(files, key=lambda i: (i.size if smallest_first else 0, i.path))]
 
     def child_folders(self, uri: str) -> list[str]:
         fs, path = self._path_in_fs(uri)

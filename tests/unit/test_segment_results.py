@@ -129,3 +129,18 @@ def test_ids_found_in_order_are_kept_and_ids_almost_in_order_are_sorted(make_id,
     elif order == "first two swapped":
         given[:2] = given[1::-1]
     assert _sorted(pa.array(given)).to_pylist() == ids
+
+
+def test_the_smallest_results_file_is_read_first(tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    manifest = write_results(lake.uri, "new_customers", "2026-11-25", {"big": [], "small": [], "middle": []})
+    folder = Path(lake.results_dir("new_customers", "2026-11-25"))
+    for old in folder.glob("*.parquet"):
+        old.unlink()
+    for name, (segment, size) in zip(["part-00000", "part-00001", "part-00002"], [("big", 3000), ("small", 10), ("middle", 300)]):
+        pq.write_table(pa.table({"segment_id": [segment] * size, "customer_id": [f"c{n:06d}" for n in range(size)]}), folder / f"{name}.parquet")
+
+    documents = list(segment_documents(lake, str(folder), manifest, 10_000))
+
+    assert [d["segment_id"] for d in documents] == ["small", "middle", "big"]
+    assert lake.parquet_files(str(folder)) == [str(folder / f"part-0000{n}.parquet") for n in range(3)]  # by name otherwise
