@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,12 @@ import pyarrow.parquet as pq
 
 from resources.lake import MANIFEST_NAME, Lake
 from resources.segment_index import chunk_documents_from_arrow, string_bytes
+
+
+# Beyond this many bitmap bytes per id, sorting the keys is cheaper than marking and reading them;
+# beyond the whole's cap, the memory is not worth it.
+_BITMAP_SPAN_PER_ROW = 32
+_BITMAP_MAX_BYTES = 128 << 20
 
 
 class ResultsUnreadable(ValueError):
@@ -68,9 +75,8 @@ def _sorted(customer_ids: pa.Array) -> pa.Array:
 
 def _sorted_fixed_width(customer_ids: pa.Array) -> pa.Array | None:
     """Ids all of one length (most id schemes) sorted by numpy, straight from Arrow's buffers, as
-    rows of bytes: as 64-bit integers when at most 8 byte positions vary between the ids (a shared
-    prefix or separators do not), else as fixed-width byte strings. 3x to 6x faster than Arrow's
-    sort of variable-length strings. None when the lengths differ or an id is null."""
+    rows of bytes packed into integer keys where they fit (see `_sorted_rows`). 3x to 6x faster
+    than Arrow's sort of variable-length strings. None when the lengths differ or an id is null."""
     string_type = pa.types.is_string(customer_ids.type) or pa.types.is_large_string(customer_ids.type)
     if customer_ids.null_count or not string_type:
         return None
@@ -85,36 +91,73 @@ def _sorted_fixed_width(customer_ids: pa.Array) -> pa.Array | None:
     return pa.Array.from_buffers(customer_ids.type, len(customer_ids), [None, pa.py_buffer(new_offsets), pa.py_buffer(ordered)])
 
 
-def _varying_positions(rows: np.ndarray, at_most: int) -> list[int]:
-    """The byte positions where some row differs from the first, up to `at_most` + 1 of them.
-    Column by column, stopping early: a fifth of the CPU of comparing whole rows at once."""
-    varying: list[int] = []
+@dataclass(frozen=True)
+class _KeyField:
+    """A byte position where the ids differ, as a bit field of their integer key."""
+
+    position: int
+    low: int  # its smallest byte, stored as 0
+    bits: int  # enough for its largest byte minus `low`
+
+
+def _key_fields(rows: np.ndarray) -> list[_KeyField] | None:
+    """The byte positions that vary between the rows, each as few bits as its range of bytes takes,
+    or None when they take more than 64 bits. Positions where every id holds the same byte do not
+    change the order and take none: ids of ten decimal digits after a prefix need 40 bits."""
+    fields, total = [], 0
     for position in range(rows.shape[1]):
-        if (rows[:, position] != rows[0, position]).any():
-            varying.append(position)
-            if len(varying) > at_most:
-                break
-    return varying
+        column = rows[:, position]
+        low, high = int(column.min()), int(column.max())
+        if high > low:
+            fields.append(_KeyField(position, low, (high - low).bit_length()))
+            total += fields[-1].bits
+            if total > 64:
+                return None
+    return fields
 
 
 def _sorted_rows(rows: np.ndarray) -> np.ndarray | None:
-    """Rows of bytes (one id each) in byte order, or None when they are in order already. Positions
-    where every id holds the same byte do not change the order: the others, when they fit, become
-    one big-endian 64-bit key each, which also makes the check for order one cheap pass."""
-    varying = _varying_positions(rows, at_most=8)
-    if len(varying) > 8:
+    """Rows of bytes (one id each) in byte order, or None when they are in order already.
+
+    Each row becomes an integer key, its varying bytes side by side as bit fields, first byte
+    highest, so that the keys sort as the rows do (32-bit keys where they fit: numpy sorts them
+    faster). Rows too varied for 64 bits are sorted as byte strings."""
+    fields = _key_fields(rows)
+    if fields is None:
         strings = rows.reshape(-1).view(f"S{rows.shape[1]}")
         return None if np.all(strings[:-1] <= strings[1:]) else np.sort(strings).view(np.uint8)
-    keys = np.zeros((len(rows), 8), dtype=np.uint8)
-    keys[:, 8 - len(varying) :] = rows[:, varying]
-    native_keys = keys.view(">u8").ravel().astype(np.uint64)
-    if np.all(native_keys[:-1] <= native_keys[1:]):
+    total_bits = sum(f.bits for f in fields)
+    key_type = np.uint32 if total_bits <= 32 else np.uint64
+    keys = np.zeros(len(rows), dtype=key_type)
+    for field, shift in zip(fields, _shifts(fields)):
+        keys |= (rows[:, field.position] - np.uint8(field.low)).astype(key_type) << key_type(shift)
+    if np.all(keys[:-1] <= keys[1:]):
         return None
-    ordered_keys = np.sort(native_keys).astype(">u8").view(np.uint8).reshape(-1, 8)
+    ordered_keys = _sorted_keys(keys, total_bits)
     ordered = np.empty_like(rows)
-    ordered[:] = rows[0]
-    ordered[:, varying] = ordered_keys[:, 8 - len(varying) :]
+    ordered[:] = rows[0]  # the positions that do not vary
+    for field, shift in zip(fields, _shifts(fields)):
+        field_values = (ordered_keys >> key_type(shift)) & key_type((1 << field.bits) - 1)
+        ordered[:, field.position] = field_values.astype(np.uint8) + np.uint8(field.low)
     return ordered.reshape(-1)
+
+
+def _shifts(fields: list[_KeyField]) -> list[int]:
+    """Where each field sits in the key: the first one highest."""
+    after = np.cumsum([f.bits for f in fields][::-1])[::-1]
+    return [int(a) - f.bits for a, f in zip(after, fields)]
+
+
+def _sorted_keys(keys: np.ndarray, total_bits: int) -> np.ndarray:
+    """Unique keys from a small enough range are marked in a bitmap and read back in order, 3x
+    faster than numpy's sort of them (measured); the others are sorted."""
+    if (1 << total_bits) <= min(_BITMAP_SPAN_PER_ROW * len(keys), _BITMAP_MAX_BYTES):
+        seen = np.zeros(1 << total_bits, dtype=np.bool_)
+        seen[keys] = True
+        ordered = np.flatnonzero(seen).astype(keys.dtype)
+        if len(ordered) == len(keys):  # else an id is repeated, and a bitmap holds it once
+            return ordered
+    return np.sort(keys)
 
 
 def _file_segments(fs: Any, path: str) -> list[tuple[str, pa.Array]]:

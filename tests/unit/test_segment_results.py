@@ -144,3 +144,19 @@ def test_the_smallest_results_file_is_read_first(tmp_path: Path) -> None:
 
     assert [d["segment_id"] for d in documents] == ["small", "middle", "big"]
     assert lake.parquet_files(str(folder)) == [str(folder / f"part-0000{n}.parquet") for n in range(3)]  # by name otherwise
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        [f"c{n:05d}" for n in range(0, 100_000, 3)],  # 20 bits, dense: the bitmap
+        [f"c{n:05d}" for n in range(0, 100_000, 3)] + ["c00042", "c00042"],  # the same with an id repeated
+        [f"{n:010d}" for n in range(10**9, 10**10, 10**9 // 7 + 1)] + ["0000000001"],  # 40 bits: 64-bit keys
+        [f"{n:017d}" for n in range(10**16, 10**17, 10**15 + 1)] + ["0" * 17, "9" * 17],  # 17 x 4 bits: past 64
+        ["a~", "a!", "a~", "a!", "a!"],  # one varying bit field from '!' to '~', repeated
+    ],
+    ids=["dense", "dense with a repeated id", "40 bits", "past 64 bits", "one field"],
+)
+def test_ids_packed_into_integer_keys_come_back_sorted(ids: list[str]) -> None:
+    shuffled = list(np.random.default_rng(5).permutation(ids))
+    assert _sorted(pa.array(shuffled)).to_pylist() == sorted(ids, key=str.encode)
