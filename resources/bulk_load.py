@@ -27,6 +27,7 @@ from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_a
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # What a bulk request adds around each document besides its index and id: the action line's JSON.
 ACTION_OVERHEAD_BYTES = 40
+# The first bulk request of a load; each next one is twice as large, up to the configured size.
 FIRST_REQUEST_BYTES = 512 * 1024
 
 

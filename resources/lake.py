@@ -82,7 +82,7 @@ class Lake:
         fs, path = self._path_in_fs(uri)
         infos = fs.get_file_info(pafs.FileSelector(path, recursive=False))
         files = [i for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet")]
-        return [i.path for i in sorted(files, key=lambda i: (i.size if smallest_first else 0, i.path))]
+        return [i.path for i in sorted(files, key=lambda i: ((i.size or 0) if smallest_first else 0, i.path))]
 
     def child_folders(self, uri: str) -> list[str]:
         fs, path = self._path_in_fs(uri)
