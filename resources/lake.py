@@ -81,8 +81,10 @@ class Lake:
         (then name), from the one listing either way."""
         fs, path = self._path_in_fs(uri)
         infos = fs.get_file_info(pafs.FileSelector(path, recursive=False))
-        files = [i for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet")]
-        return [i.path for i in sorted(files, key=lambda i: ((i.size or 0) if smallest_first else 0, i.path))]
+        files = sorted((i for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet")), key=lambda i: i.path)
+        if smallest_first:
+            files.sort(key=lambda i: i.size or 0)  # stable: by name among files of one size
+        return [i.path for i in files]
 
     def child_folders(self, uri: str) -> list[str]:
         fs, path = self._path_in_fs(uri)

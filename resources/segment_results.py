@@ -128,15 +128,16 @@ def _sorted_rows(rows: np.ndarray) -> np.ndarray | None:
         return None if np.all(strings[:-1] <= strings[1:]) else np.sort(strings).view(np.uint8)
     total_bits = sum(f.bits for f in fields)
     key_type = np.uint32 if total_bits <= 32 else np.uint64
+    shifts = _shifts(fields)
     keys = np.zeros(len(rows), dtype=key_type)
-    for field, shift in zip(fields, _shifts(fields)):
+    for field, shift in zip(fields, shifts):
         keys |= (rows[:, field.position] - np.uint8(field.low)).astype(key_type) << key_type(shift)
     if np.all(keys[:-1] <= keys[1:]):
         return None
     ordered_keys = _sorted_keys(keys, total_bits)
     ordered = np.empty_like(rows)
     ordered[:] = rows[0]  # the positions that do not vary
-    for field, shift in zip(fields, _shifts(fields)):
+    for field, shift in zip(fields, shifts):
         field_values = (ordered_keys >> key_type(shift)) & key_type((1 << field.bits) - 1)
         ordered[:, field.position] = field_values.astype(np.uint8) + np.uint8(field.low)
     return ordered.reshape(-1)
