@@ -6,7 +6,7 @@ import warnings
 
 import dagster as dg
 
-from resources.dagster_resources import (
+from segmentation_assets.resources import (
     ConfigStoreResource,
     ElasticsearchResource,
     LakeResource,
@@ -14,15 +14,15 @@ from resources.dagster_resources import (
     LocalSparkRunner,
     SegmentJobRunner,
 )
-from resources.emr_runner import EmrServerlessRunner
+from segmentation_assets.emr_runner import EmrServerlessRunner
 from resources.settings import Settings, get_settings
 from segmentation_assets.calculation import build_members_asset
 from segmentation_assets.partitions import segment_partitions
 from segmentation_assets.automation import publish_automation_sensor
-from segmentation_assets.publish import alias_key, build_alias_asset, build_index_asset, index_key
+from segmentation_assets.index_and_alias import alias_key, build_alias_asset, build_index_asset, index_key
 from segmentation_assets.rollback import rollback_alias_job
 from segmentation_assets.schedules import refresh_job, refresh_schedule
-from segmentation_assets.segment_types import SEGMENT_TYPES
+from segmentation_assets.core.segment_types import SEGMENT_TYPES
 
 
 # BackfillPolicy is marked beta in this Dagster version; we rely on it knowingly.

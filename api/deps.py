@@ -16,9 +16,9 @@ from api.errors import Forbidden, Unauthorized, UnsupportedMediaType
 from resources.config_store.api_keys import ApiKey, ApiKeyRepository, ApiKeyUsage, hash_token
 from resources.config_store.guard import ConfigStoreGuard, ConfigStoreUnavailable
 from resources.config_store.segments import SegmentRepository
-from resources.readiness import Readiness
-from resources.segment_export import SegmentExport
-from resources.segment_lookups import SegmentLookups
+from resources.serving.readiness import Readiness
+from resources.serving.export import SegmentExport
+from resources.serving.lookups import SegmentLookups
 from resources.settings import Settings
 
 # A revoked key stops working within this many seconds (the life of the in-process key cache).

@@ -11,7 +11,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from api.schemas import CustomerSegment
-from segmentation_assets.segment_types.base import ID_PATTERN
+from resources.names import ID_PATTERN
 
 MAX_BATCH_CUSTOMERS = 1000
 

@@ -24,13 +24,13 @@ from resources.config_store.database import engine_for, session_factory
 from resources.config_store.guard import ConfigStoreGuard, ConfigStoreUnavailable
 from resources.config_store.segments import SegmentRepository
 from resources.json_logs import configure_logging
-from resources.lookup_cache import GenerationFile, LookupCache
-from resources.readiness import Readiness
-from resources.search_guard import SearchGuard, SearchUnavailable, breaker_factory, search_client
-from resources.segment_export import SegmentExport
-from resources.segment_lookups import SegmentLookups
-from resources.segment_reader import SegmentReader
-from resources.served_calculations import keep_served_state
+from resources.serving.cache import GenerationFile, LookupCache
+from resources.serving.readiness import Readiness
+from resources.serving.search_guard import SearchGuard, SearchUnavailable, breaker_factory, search_client
+from resources.serving.export import SegmentExport
+from resources.serving.lookups import SegmentLookups
+from resources.serving.reader import SegmentReader
+from resources.serving.served_state import keep_served_state
 from resources.settings import PROJECT_ROOT, Settings, get_settings
 
 # API keys' last_used_at is written in the background at most this often (per key and process).

@@ -9,7 +9,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.request_context import route_template
-from resources.serving_metrics import HTTP_LATENCY
+from resources.serving.metrics import HTTP_LATENCY
 
 
 class RequestMetrics:

@@ -17,9 +17,9 @@ from starlette.datastructures import QueryParams
 
 from api.errors import PreconditionRequired, invalid_field, invalid_input, validation_details
 from resources.config_store.segments import LabelKey, LabelValue
-from resources.segment_filters import InvalidLabelFilter, parse_labels
-from segmentation_assets.segment_types import SEGMENT_TYPES
-from segmentation_assets.segment_types.base import ID_PATTERN
+from resources.serving.filters import InvalidLabelFilter, parse_labels
+from segmentation_assets.core.segment_types import SEGMENT_TYPES
+from resources.names import ID_PATTERN
 
 # `3`, `"3"` and `W/"3"` all name version 3; the version is the whole entity tag.
 _IF_MATCH = re.compile(r'(?:W/)?("?)([1-9][0-9]{0,8})\1')

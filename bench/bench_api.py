@@ -51,10 +51,10 @@ sys.path.insert(0, str(ROOT))
 
 from resources.config_store.api_keys import ApiKeyRepository  # noqa: E402
 from resources.config_store.database import session_factory, upgrade_schema  # noqa: E402
-from resources.index_names import index_name  # noqa: E402
-from resources.publication import generation_key  # noqa: E402
-from resources.segment_index import SegmentIndexWriter, chunk_documents  # noqa: E402
-from resources.segment_ingestion import IngestionSettings  # noqa: E402
+from resources.names import index_name  # noqa: E402
+from resources.names import generation_key  # noqa: E402
+from resources.publishing.index_writer import SegmentIndexWriter, chunk_documents  # noqa: E402
+from resources.publishing.ingestion import IngestionSettings  # noqa: E402
 from resources.settings import Settings  # noqa: E402
 
 SEGMENT_TYPES = ["new_customers", "frequent_buyers", "high_spenders", "lapsed_customers"]

@@ -47,13 +47,13 @@ from elasticsearch.serializer import OrjsonSerializer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from resources.bulk_load import BulkSettings  # noqa: E402
-from resources.ingestion_lock import IngestionLock  # noqa: E402
-from resources.lake import MANIFEST_NAME, Lake  # noqa: E402
-from resources.publication import publish_index  # noqa: E402
-from resources.segment_index import SEGMENT_INDEX_MAPPING, SegmentIndexWriter, chunk_id  # noqa: E402
-from resources.segment_ingestion import IngestionSettings, ingest_calculation  # noqa: E402
-from resources.segment_results import read_manifest, segment_documents  # noqa: E402
+from resources.publishing.bulk_load import BulkSettings  # noqa: E402
+from resources.publishing.lock import IngestionLock  # noqa: E402
+from resources.lake.storage import MANIFEST_NAME, Lake  # noqa: E402
+from resources.publishing.aliases import publish_index  # noqa: E402
+from resources.publishing.index_writer import SEGMENT_INDEX_MAPPING, SegmentIndexWriter, chunk_id  # noqa: E402
+from resources.publishing.ingestion import IngestionSettings, ingest_calculation  # noqa: E402
+from resources.publishing.results_reader import read_manifest, segment_documents  # noqa: E402
 from resources.settings import Settings  # noqa: E402
 
 SEGMENT_TYPE = "new_customers"

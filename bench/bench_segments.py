@@ -23,9 +23,9 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from resources.spark import local_spark_session  # noqa: E402
-from resources.synthetic_lake import generate_lake  # noqa: E402
-from segmentation_assets.segment_job import SegmentConfig, SegmentJobRequest, run_segment_job  # noqa: E402
+from segmentation_assets.core.spark_session import local_spark_session  # noqa: E402
+from devtools.synthetic_lake import generate_lake  # noqa: E402
+from segmentation_assets.core.segment_job import SegmentConfig, SegmentJobRequest, run_segment_job  # noqa: E402
 
 END = date(2026, 11, 25)
 AS_OF = datetime(2026, 11, 26, tzinfo=timezone.utc)

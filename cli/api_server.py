@@ -24,7 +24,7 @@ from typing import Any
 import uvicorn
 from prometheus_client import multiprocess
 
-from resources.serving_metrics import MULTIPROC_ENV
+from resources.serving.metrics import MULTIPROC_ENV
 
 log = logging.getLogger("segmentation.api_server")
 APP = "api.main:create_app"

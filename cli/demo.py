@@ -15,9 +15,9 @@ import pyarrow.parquet as pq
 from cli.runs import materialize_partition
 from resources.config_store.api_keys import ApiKeyRepository
 from resources.config_store.database import session_factory, upgrade_schema
-from resources.lake import Lake
+from resources.lake.storage import Lake
 from resources.settings import Settings
-from resources.synthetic_lake import generate_lake
+from devtools.synthetic_lake import generate_lake
 
 SAMPLE_SEGMENTS = [
     {"name": "Signed up this week, no order yet", "segment_type": "new_customers",
@@ -76,7 +76,7 @@ def _a_member(settings: Settings, partition_key: str) -> str | None:
 
 
 def run_demo(settings: Settings, *, customers: int, days: int, serve: bool) -> int:
-    from cli.local_services import services_up
+    from devtools.local_services import services_up
 
     started = time.monotonic()
     _step("starting Elasticsearch, PostgreSQL and Redis")
@@ -138,7 +138,7 @@ def run_demo(settings: Settings, *, customers: int, days: int, serve: bool) -> i
 
 def _active_segments(settings: Settings):
     from resources.config_store.segments import SegmentRepository
-    from segmentation_assets.segment_types import SEGMENT_TYPES
+    from segmentation_assets.core.segment_types import SEGMENT_TYPES
 
     segments = SegmentRepository(session_factory(settings.database_url))
     return [s for segment_type in SEGMENT_TYPES for s in segments.active_of_type(segment_type)]

@@ -41,7 +41,7 @@ def _print_services(states) -> None:
 @services_app.command("up")
 def services_up() -> None:
     """Install where missing and start Elasticsearch, PostgreSQL and Redis; idempotent."""
-    from cli.local_services import ServiceError, services_up as up
+    from devtools.local_services import ServiceError, services_up as up
 
     try:
         _print_services(up(get_settings()))
@@ -53,14 +53,14 @@ def services_up() -> None:
 @services_app.command("down")
 def services_down() -> None:
     """Stop what `services up` started; leave external services alone."""
-    from cli.local_services import services_down as down
+    from devtools.local_services import services_down as down
 
     _print_services(down(get_settings()))
 
 
 @services_app.command("status")
 def services_status() -> None:
-    from cli.local_services import services_status as status
+    from devtools.local_services import services_status as status
 
     _print_services(status(get_settings()))
 
@@ -83,7 +83,7 @@ def lake_generate(
     end: Annotated[Optional[str], typer.Option(help="Last day with orders, YYYY-MM-DD; default yesterday (UTC).")] = None,
 ) -> None:
     """Write a deterministic, realistic synthetic raw lake (SPEC 3)."""
-    from resources.synthetic_lake import generate_lake
+    from devtools.synthetic_lake import generate_lake
 
     end_date = date.fromisoformat(end) if end else datetime.now(timezone.utc).date() - timedelta(days=1)
     summary = generate_lake(out or get_settings().lake_uri, customers=customers, days=days, seed=seed, end=end_date)
@@ -167,8 +167,8 @@ def rollback(
     to: Annotated[Optional[str], typer.Option(help="A retained index to serve; default: the previous one.")] = None,
 ) -> None:
     """Point the type's alias back at the previous (or the named) retained index."""
-    from resources.ingestion_lock import IngestionLocked
-    from resources.publication import PublicationRefused
+    from resources.publishing.lock import IngestionLocked
+    from resources.publishing.aliases import PublicationRefused
     from segmentation_assets.rollback import roll_back_with_settings
 
     try:
@@ -193,7 +193,7 @@ def api(
     from cli.api_server import WorkerFailedToStart, serve
 
     if workers > 1:
-        from resources.serving_metrics import prepare_multiprocess_dir
+        from resources.serving.metrics import prepare_multiprocess_dir
 
         prepare_multiprocess_dir()  # so that /metrics adds up every worker
     try:

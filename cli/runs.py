@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from resources.dagster_instance import dagster_instance
+from segmentation_assets.instance import dagster_instance
 from resources.settings import Settings
 from segmentation_assets.calculation import members_key
-from segmentation_assets.publish import alias_key, index_key
-from segmentation_assets.segment_types import SEGMENT_TYPES
+from segmentation_assets.index_and_alias import alias_key, index_key
+from segmentation_assets.core.segment_types import SEGMENT_TYPES
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Logs of every process of the platform (API workers, the CLI, Dagster runs started by it): one
 JSON object per line on stderr, through structlog.
 
-Standard-library loggers (uvicorn, Dagster's Python loggers, `cli.local_services`) go through the
+Standard-library loggers (uvicorn, Dagster's Python loggers, `devtools.local_services`) go through the
 same formatter, so every line has the same shape: `timestamp`, `level`, `logger`, `event`, and the
 context bound for the request or the command (`request_id`, ...; see `api/request_context.py`).
 

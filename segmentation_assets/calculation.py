@@ -5,11 +5,11 @@ from datetime import datetime, timezone
 import boto3
 import dagster as dg
 
-from resources.dagster_resources import ConfigStoreResource, LakeResource, SegmentJobRunner
-from resources.lake import Lake
-from resources.results_retention import ensure_lifecycle_rule, remove_expired_results
-from segmentation_assets.segment_job import SegmentConfig, SegmentJobRequest, SegmentJobResult
-from segmentation_assets.segment_types import SegmentType
+from segmentation_assets.resources import ConfigStoreResource, LakeResource, SegmentJobRunner
+from resources.lake.storage import Lake
+from resources.lake.retention import ensure_lifecycle_rule, remove_expired_results
+from segmentation_assets.core.segment_job import SegmentConfig, SegmentJobRequest, SegmentJobResult
+from segmentation_assets.core.segment_types import SegmentType
 
 DATA_QUALITY_CHECK = "data_quality"
 

@@ -10,12 +10,12 @@ import uuid
 import dagster as dg
 import redis
 
-from resources.dagster_resources import ElasticsearchResource, RedisResource
-from resources.ingestion_lock import IngestionLock
-from resources.publication import AliasMove, move_under_lock, roll_back
-from resources.segment_index import SegmentIndexWriter
+from segmentation_assets.resources import ElasticsearchResource, RedisResource
+from resources.publishing.lock import IngestionLock
+from resources.publishing.aliases import AliasMove, move_under_lock, roll_back
+from resources.publishing.index_writer import SegmentIndexWriter
 from resources.settings import Settings
-from segmentation_assets.segment_types import SEGMENT_TYPES
+from segmentation_assets.core.segment_types import SEGMENT_TYPES
 
 ROLLBACK_JOB = "rollback_alias"
 

@@ -19,7 +19,7 @@ from tests import namespaces
 @pytest.fixture(scope="session")
 def services() -> Settings:
     """Elasticsearch, PostgreSQL and Redis, as `segmentation services up` leaves them."""
-    from cli.local_services import services_up
+    from devtools.local_services import services_up
 
     base = Settings()
     services_up(base)

@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 
 import boto3
 
-from resources.spark import s3a_settings
+from segmentation_assets.core.spark_session import s3a_settings
 
 VENV_BIN = Path(sys.executable).parent
 

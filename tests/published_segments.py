@@ -10,9 +10,9 @@ from typing import Any
 import redis
 from elasticsearch import Elasticsearch, helpers
 
-from resources.index_names import index_name
-from resources.publication import generation_key
-from resources.segment_index import SegmentIndexWriter, chunk_documents
+from resources.names import index_name
+from resources.names import generation_key
+from resources.publishing.index_writer import SegmentIndexWriter, chunk_documents
 from resources.settings import Settings
 
 CALCULATED_AT = "2026-11-26T00:00:00Z"

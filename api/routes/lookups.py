@@ -13,8 +13,8 @@ from api.errors import invalid_field, invalid_input
 from api.lookup_schemas import CustomerSegmentsBatch, CustomerSegmentsBatchRequest
 from api.schemas import CustomerSegments
 from api.segment_input import one_value_each
-from resources.segment_filters import InvalidLabelFilter, SegmentFilter
-from segmentation_assets.segment_types.base import ID_PATTERN
+from resources.serving.filters import InvalidLabelFilter, SegmentFilter
+from resources.names import ID_PATTERN
 
 router = APIRouter(tags=["lookups"], route_class=key_checked_first(admin=False))
 

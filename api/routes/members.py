@@ -11,9 +11,9 @@ from api.errors import ApiError, NotFound, invalid_input
 from api.lookup_schemas import SegmentMembersPage, SegmentMembership, SegmentStats
 from api.routes.lookups import UNAVAILABLE, CustomerId, json_response
 from api.segment_input import one_value_each
-from resources.segment_export import ExportCursor, InvalidCursor
-from resources.segment_reader import IndexGone
-from segmentation_assets.segment_types.base import ID_PATTERN
+from resources.serving.export import ExportCursor, InvalidCursor
+from resources.serving.reader import IndexGone
+from resources.names import ID_PATTERN
 
 router = APIRouter(tags=["lookups"])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from resources.serving_metrics import metrics_payload
+from resources.serving.metrics import metrics_payload
 
 router = APIRouter(tags=["health"])
 

@@ -26,8 +26,8 @@ from resources.config_store.segments import (
     SegmentStatus,
     StaleVersion,
 )
-from segmentation_assets.segment_types import SEGMENT_TYPES
-from segmentation_assets.segment_types.base import ID_PATTERN
+from segmentation_assets.core.segment_types import SEGMENT_TYPES
+from resources.names import ID_PATTERN
 
 router = APIRouter(tags=["segments"], route_class=key_checked_first(admin=True))
 

@@ -20,8 +20,9 @@ from purgatory.domain.model import OpenedState
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from resources.names import POSTGRESQL_CIRCUIT
+
 T = TypeVar("T")
-POSTGRESQL_CIRCUIT = "postgresql"
 # Connection refused or timed out, lost, or no pool connection free in time.
 DATABASE_UNREACHABLE = (OperationalError, InterfaceError, PoolTimeout)
 # One failure is enough to open: a second attempt right after a connect timeout would time out too.

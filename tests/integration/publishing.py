@@ -10,13 +10,13 @@ import redis
 from elasticsearch import Elasticsearch
 
 from definitions import build_resources
-from resources.index_names import read_alias
-from resources.ingestion_lock import lock_name
-from resources.segment_index import SegmentIndexWriter
+from resources.names import read_alias
+from resources.publishing.lock import lock_name
+from resources.publishing.index_writer import SegmentIndexWriter
 from resources.settings import Settings
 from segmentation_assets.partitions import segment_partitions
-from segmentation_assets.publish import alias_key, build_alias_asset, build_index_asset, index_key
-from segmentation_assets.segment_types import SEGMENT_TYPES
+from segmentation_assets.index_and_alias import alias_key, build_alias_asset, build_index_asset, index_key
+from segmentation_assets.core.segment_types import SEGMENT_TYPES
 
 TYPE = "new_customers"
 

@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from resources.lake import MANIFEST_NAME, Lake
+from resources.lake.storage import MANIFEST_NAME, Lake
 
 SCHEMA = pa.schema([("segment_id", pa.string()), ("customer_id", pa.string())])
 

@@ -193,7 +193,7 @@ def test_create_answers_the_segment_at_version_1_with_its_targeting_derived(clie
 
 
 def test_segment_types_list_each_type_with_the_json_schema_of_its_params(client: TestClient, keys: Keys) -> None:
-    from segmentation_assets.segment_types import SEGMENT_TYPES
+    from segmentation_assets.core.segment_types import SEGMENT_TYPES
 
     response = client.get("/v1/segment-types", headers=keys.as_admin)
     assert response.status_code == 200

@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 import redis
 
-from resources.dagster_resources import ElasticsearchResource, RedisResource
+from segmentation_assets.resources import ElasticsearchResource, RedisResource
 from resources.settings import Settings
 
 pytestmark = pytest.mark.integration

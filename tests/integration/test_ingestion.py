@@ -15,10 +15,10 @@ import dagster as dg
 import pytest
 from elasticsearch import Elasticsearch
 
-from resources.lake import MANIFEST_NAME, Lake
-from resources.publication import generation_key
+from resources.lake.storage import MANIFEST_NAME, Lake
+from resources.names import generation_key
 from resources.settings import Settings
-from segmentation_assets.publish import alias_key
+from segmentation_assets.index_and_alias import alias_key
 from tests.integration.es_proxy import FaultyElasticsearch
 from tests.integration.publishing import (
     TYPE,

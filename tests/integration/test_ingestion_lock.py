@@ -14,10 +14,10 @@ import pytest
 import redis
 from elasticsearch import Elasticsearch
 
-from resources.ingestion_lock import IngestionLock, IngestionLocked
-from resources.lake import Lake
-from resources.segment_index import SegmentIndexWriter
-from resources.segment_ingestion import IngestionSettings, ingest_calculation
+from resources.publishing.lock import IngestionLock, IngestionLocked
+from resources.lake.storage import Lake
+from resources.publishing.index_writer import SegmentIndexWriter
+from resources.publishing.ingestion import IngestionSettings, ingest_calculation
 from resources.settings import Settings
 from segmentation_assets.rollback import roll_back_with_settings
 from tests.integration.es_proxy import FaultyElasticsearch

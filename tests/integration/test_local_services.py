@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
-from cli.local_services import services_down, services_status, services_up
+from devtools.local_services import services_down, services_status, services_up
 from resources.settings import Settings
 from tests.tcp_proxy import TcpProxy
 

@@ -14,8 +14,8 @@ import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
 from resources import lookup_cache
-from resources.lookup_cache import GenerationFile, LookupCache
-from resources.search_guard import breaker_factory
+from resources.serving.cache import GenerationFile, LookupCache
+from resources.serving.search_guard import breaker_factory
 from resources.settings import Settings
 from tests.tcp_proxy import TcpProxy
 

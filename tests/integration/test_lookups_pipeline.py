@@ -17,7 +17,7 @@ from cli.runs import materialize_partition
 from resources.config_store.api_keys import ApiKeyRepository
 from resources.config_store.database import session_factory
 from resources.settings import Settings
-from resources.synthetic_lake import generate_lake
+from devtools.synthetic_lake import generate_lake
 from tests.reference import ReferenceLake
 
 pytestmark = pytest.mark.integration

@@ -17,14 +17,15 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from definitions import build_definitions, build_resources
-from resources.ingestion_lock import lock_name
-from resources.publication import GENERATION_ATTEMPTS, PublicationRefused, generation_key, publish_index, roll_back
-from resources.segment_index import SegmentIndexWriter
+from resources.publishing.lock import lock_name
+from resources.names import generation_key
+from resources.publishing.aliases import GENERATION_ATTEMPTS, PublicationRefused, publish_index, roll_back
+from resources.publishing.index_writer import SegmentIndexWriter
 from resources.settings import Settings, get_settings
 from segmentation_assets.partitions import segment_partitions
-from segmentation_assets.publish import build_alias_asset, build_index_asset
+from segmentation_assets.index_and_alias import build_alias_asset, build_index_asset
 from segmentation_assets.rollback import ROLLBACK_JOB
-from segmentation_assets.segment_types import SEGMENT_TYPES
+from segmentation_assets.core.segment_types import SEGMENT_TYPES
 from tests.integration.publishing import (
     TYPE,
     failure_text,

@@ -26,12 +26,12 @@ from resources import emr_runner
 from resources.config_store.api_keys import ApiKeyRepository
 from resources.config_store.database import session_factory
 from resources.config_store.segments import SegmentRepository
-from resources.lake import Lake
-from resources.results_retention import LIFECYCLE_RULE_ID
-from resources.segment_results import read_manifest
+from resources.lake.storage import Lake
+from resources.lake.retention import LIFECYCLE_RULE_ID
+from resources.publishing.results_reader import read_manifest
 from resources.settings import Settings
-from resources.synthetic_lake import generate_lake
-from segmentation_assets.segment_types import SEGMENT_TYPES
+from devtools.synthetic_lake import generate_lake
+from segmentation_assets.core.segment_types import SEGMENT_TYPES
 from tests.moto_emr import EmrStandIn, moto_server
 from tests.reference import ReferenceLake
 

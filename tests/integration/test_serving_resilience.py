@@ -21,8 +21,8 @@ from prometheus_client import REGISTRY
 from api.main import create_app
 from resources.config_store.api_keys import ApiKeyRepository
 from resources.config_store.database import session_factory
-from resources.index_names import type_alias
-from resources.publication import generation_key
+from resources.names import type_alias
+from resources.names import generation_key
 from resources.settings import Settings
 from tests.published_segments import publish
 from tests.tcp_proxy import TcpProxy

@@ -26,7 +26,7 @@ from api.deps import API_KEY_CACHE_SECONDS
 from api.main import create_app
 from resources.config_store.database import engine_for
 from resources.json_logs import configure_logging
-from resources.segment_export import ExportCursor
+from resources.serving.export import ExportCursor
 from resources.settings import PROJECT_ROOT, Settings
 from tests.integration.test_config_api import NEW_CUSTOMERS, Keys
 from tests.reliability.platform import make_keys, publish_calculation

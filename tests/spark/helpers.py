@@ -9,9 +9,9 @@ from typing import Any
 
 import pyarrow.dataset as ds
 
-from resources.lake import Lake
-from resources.spark import local_spark_session
-from segmentation_assets.segment_job import SegmentConfig, SegmentJobRequest, SegmentJobResult, run_segment_job
+from resources.lake.storage import Lake
+from segmentation_assets.core.spark_session import local_spark_session
+from segmentation_assets.core.segment_job import SegmentConfig, SegmentJobRequest, SegmentJobResult, run_segment_job
 
 
 def run_job(

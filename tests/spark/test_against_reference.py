@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from resources.synthetic_lake import generate_lake
+from devtools.synthetic_lake import generate_lake
 from tests.reference import ReferenceLake
 from tests.spark.helpers import run_job
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 from elasticsearch import Elasticsearch
 
-from resources.bulk_load import ACTION_OVERHEAD_BYTES, FIRST_REQUEST_BYTES, BulkLoader, BulkSettings
+from resources.publishing.bulk_load import ACTION_OVERHEAD_BYTES, FIRST_REQUEST_BYTES, BulkLoader, BulkSettings
 
 INDEX = "segments-test"
 

@@ -8,7 +8,7 @@ import pytest
 from cli.runs import unknown_partition_error
 from definitions import build_definitions
 from resources.settings import Settings
-from segmentation_assets.segment_types import SEGMENT_TYPES
+from segmentation_assets.core.segment_types import SEGMENT_TYPES
 
 
 def test_definitions_load_with_three_assets_per_type() -> None:

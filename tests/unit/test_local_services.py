@@ -1,4 +1,4 @@
-"""Fast tests of the pure pieces of `cli.local_services`; no server is started here."""
+"""Fast tests of the pure pieces of `devtools.local_services`; no server is started here."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from cli import local_services as ls
-from cli.local_services import ServiceError, ServiceState
+from devtools.local_services import ServiceError, ServiceState
 
 
 def test_service_state_is_frozen() -> None:

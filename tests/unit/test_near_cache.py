@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from resources.lookup_cache import NearCache
+from resources.serving.cache import NearCache
 
 
 def test_the_least_recently_used_entry_leaves_first() -> None:

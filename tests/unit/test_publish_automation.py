@@ -12,9 +12,9 @@ from definitions import build_definitions
 from resources.settings import Settings
 from segmentation_assets.automation import PUBLISH_AUTOMATION_SENSOR
 from segmentation_assets.calculation import members_key
-from segmentation_assets.publish import alias_key, index_key
+from segmentation_assets.index_and_alias import alias_key, index_key
 from segmentation_assets.rollback import ROLLBACK_JOB
-from segmentation_assets.segment_types import SEGMENT_TYPES
+from segmentation_assets.core.segment_types import SEGMENT_TYPES
 
 
 @pytest.mark.parametrize(("granularity", "warn", "fail"), [("daily", timedelta(hours=30), timedelta(hours=48)), ("hourly", timedelta(minutes=75), timedelta(hours=2))])

@@ -10,8 +10,8 @@ from pathlib import Path
 import boto3
 from moto import mock_aws
 
-from resources.lake import MANIFEST_NAME, Lake
-from resources.results_retention import LIFECYCLE_RULE_ID, ensure_lifecycle_rule, remove_expired_results
+from resources.lake.storage import MANIFEST_NAME, Lake
+from resources.lake.retention import LIFECYCLE_RULE_ID, ensure_lifecycle_rule, remove_expired_results
 
 DAY = 86_400
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from resources.search_guard import SearchGuard, SearchUnavailable, breaker_factory
+from resources.serving.search_guard import SearchGuard, SearchUnavailable, breaker_factory
 
 
 def answer(failed_shards: int) -> Any:

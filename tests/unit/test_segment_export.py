@@ -8,7 +8,7 @@ import base64
 import orjson
 import pytest
 
-from resources.segment_export import ExportCursor, InvalidCursor, SegmentExport
+from resources.serving.export import ExportCursor, InvalidCursor, SegmentExport
 
 
 class ChunkedReader:

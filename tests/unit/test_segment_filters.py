@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from resources.segment_filters import InvalidLabelFilter, SegmentFilter, parse_labels
+from resources.serving.filters import InvalidLabelFilter, SegmentFilter, parse_labels
 
 SEGMENTS = [
     {"segment_id": "s1", "segment_type": "new_customers", "city": "Madrid", "store_id": None, "category": None, "country": "ES", "labels": {"team": "growth"}},

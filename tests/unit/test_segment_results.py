@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from resources.lake import Lake
-from resources.segment_index import chunk_documents, chunk_documents_from_arrow
-from resources.segment_results import ResultsUnreadable, _sorted, _sorted_fixed_width, segment_documents
+from resources.lake.storage import Lake
+from resources.publishing.index_writer import chunk_documents, chunk_documents_from_arrow
+from resources.publishing.results_reader import ResultsUnreadable, _sorted, _sorted_fixed_width, segment_documents
 from tests.integration.results_folder import write_results
 
 

@@ -1,4 +1,4 @@
-"""`resources.synthetic_lake`: the raw lake of SPEC 3 as written by `segmentation lake generate` (SPEC 6)."""
+"""`devtools.synthetic_lake`: the raw lake of SPEC 3 as written by `segmentation lake generate` (SPEC 6)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from resources.synthetic_lake import (
+from devtools.synthetic_lake import (
     CUSTOMERS_SCHEMA,
     ORDERS_SCHEMA,
     STORES_SCHEMA,

@@ -1,0 +1,55 @@
+"""The names every side shares: valid ids, Elasticsearch index and alias names, Redis keys, circuits.
+
+A leaf: it imports nothing of the project, so the API, the publisher and the Spark job can all use it.
+Every index and alias lives under one prefix, so several deployments can share a cluster.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import StringConstraints
+
+# A valid customer, store or segment id.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
+EntityId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+
+# Circuit breakers of the API, one per dependency (shown on /metrics by these names).
+ELASTICSEARCH_CIRCUIT = "elasticsearch"
+REDIS_CIRCUIT = "redis"
+POSTGRESQL_CIRCUIT = "postgresql"
+
+
+def generation_key(prefix: str) -> str:
+    """Redis counter bumped by every alias switch; the API's cache keys on it."""
+    return f"{prefix}:generation"
+
+
+def type_alias(prefix: str, segment_type: str) -> str:
+    """Points at the one index that serves a segment type."""
+    return f"{prefix}-{segment_type}"
+
+
+def read_alias(prefix: str) -> str:
+    """Points at the served index of every type: what lookups search."""
+    return f"{prefix}-read"
+
+
+def index_name(prefix: str, segment_type: str, partition_key: str, run_id: str) -> str:
+    partition = re.sub(r"[^0-9a-z-]", "", partition_key.lower())
+    return f"{prefix}-{segment_type}-{partition}-{run_id[:8].lower()}"
+
+
+def is_index_name(prefix: str, name: str, segment_type: str | None = None) -> bool:
+    """Whether `name` can be one calculation's index under `prefix` (of `segment_type`, when
+    given), as `index_name` makes them (a daily or hourly partition): not an alias (which moves
+    between calculations), a pattern, a list, another cluster's index, nor, where prefixes share a
+    cluster, another prefix's index or alias."""
+    partition = r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:-[0-9]{4})?"
+    type_name = re.escape(segment_type) if segment_type else "[a-z][a-z0-9_]*"
+    return re.fullmatch(rf"{re.escape(prefix)}-{type_name}-{partition}-[0-9a-z]{{1,8}}", name) is not None
+
+
+def type_index_pattern(prefix: str, segment_type: str) -> str:
+    return f"{prefix}-{segment_type}-*"

@@ -1,0 +1,35 @@
+"""The segment job as EMR Serverless runs it: the same `run_segment_job`, driven by Dagster Pipes.
+
+EMR runs this file with `spark-submit`; the project's packages arrive through `--py-files`
+(see resources/emr_runner.py). The request comes as a Pipes extra; progress and the outcome go
+back through S3 messages, and the results and manifest go to the lake as in local mode.
+"""
+
+from __future__ import annotations
+
+
+def main() -> None:
+    import boto3
+    from dagster_pipes import PipesS3MessageWriter, open_dagster_pipes
+    from pyspark.sql import SparkSession
+
+    from segmentation_assets.core.spark_session import JOB_SQL_SETTINGS
+    from segmentation_assets.core.segment_job import SegmentJobRequest, run_segment_job
+
+    with open_dagster_pipes(message_writer=PipesS3MessageWriter(client=boto3.client("s3"))) as pipes:
+        request = SegmentJobRequest.from_json(pipes.get_extra("request"))
+        spark = (
+            SparkSession.builder.appName(f"segmentation-{request.segment_type}-{request.partition_key}")
+            .config(map=JOB_SQL_SETTINGS)
+            .getOrCreate()
+        )
+        result = run_segment_job(spark, request)
+        pipes.log.info(
+            f"{len(result.segments)} {request.segment_type} segments, {result.total_members} memberships "
+            f"in {result.seconds}s"
+        )
+        pipes.report_custom_message({"results_uri": result.results_uri, "memberships": result.total_members})
+
+
+if __name__ == "__main__":
+    main()

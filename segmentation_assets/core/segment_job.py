@@ -1,0 +1,171 @@
+"""One Spark job: every active segment of one type, for one partition, in one pass.
+
+The request is plain data so that the same function runs in-process (local mode) and inside
+the script that EMR runs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, get_args
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import types as T
+
+from resources.lake.storage import MANIFEST_NAME, Lake
+from segmentation_assets.core.raw_data import QualityReport, RawData
+from segmentation_assets.core.segment_types import SEGMENT_TYPES, SegmentType
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    segment_id: str
+    version: int
+    params: dict[str, Any]
+    # What readers see of the segment: name, labels and targeting attributes, as of this run.
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SegmentJobRequest:
+    segment_type: str
+    partition_key: str
+    as_of: str  # ISO timestamp of T
+    lake_uri: str
+    run_id: str
+    configs: list[SegmentConfig] = field(default_factory=list)
+    # The previous partition's results, to count who entered and exited each segment.
+    previous_results_uri: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SegmentJobRequest:
+        return cls(**{**data, "configs": [SegmentConfig(**c) for c in data["configs"]]})
+
+
+@dataclass(frozen=True)
+class SegmentJobResult:
+    results_uri: str
+    segments: list[dict[str, Any]]  # as in the manifest: id, version, member_count, entered, exited
+    quality: QualityReport
+    seconds: float
+
+    @classmethod
+    def from_manifest(cls, results_uri: str, manifest: dict[str, Any]) -> SegmentJobResult:
+        """What a job that ran elsewhere (EMR) computed, read back from the manifest it wrote."""
+        quality = QualityReport(manifest["rows_read"], manifest["rejected_rows"])
+        return cls(results_uri, manifest["segments"], quality, manifest["seconds"])
+
+    @property
+    def member_counts(self) -> dict[str, int]:
+        return {s["segment_id"]: s["member_count"] for s in self.segments}
+
+    @property
+    def total_members(self) -> int:
+        return sum(s["member_count"] for s in self.segments)
+
+
+_SPARK_TYPES = {int: T.LongType(), float: T.DoubleType(), str: T.StringType(), bool: T.BooleanType()}
+
+
+def _spark_type(annotation: Any) -> T.DataType:
+    """The Spark type of a parameter annotated `int`, `float` or `str`, maybe Optional or Annotated."""
+    if annotation in _SPARK_TYPES:
+        return _SPARK_TYPES[annotation]
+    for inner in get_args(annotation):  # Optional[X] -> (X, None); Annotated[X, ...] -> (X, ...)
+        if inner is not type(None):
+            return _spark_type(inner)
+    raise TypeError(f"no Spark type for parameter annotation {annotation!r}")
+
+
+def configs_frame(spark: SparkSession, segment_type: SegmentType, configs: list[SegmentConfig]) -> DataFrame:
+    """One row per segment: its id and every parameter, defaults filled in."""
+    fields = segment_type.params_model.model_fields
+    schema = T.StructType(
+        [T.StructField("segment_id", T.StringType(), False)]
+        + [T.StructField(name, _spark_type(info.annotation), True) for name, info in fields.items()]
+    )
+    rows = []
+    for config in configs:
+        params = segment_type.parse_params(config.params).model_dump()
+        rows.append((config.segment_id, *(params[name] for name in fields)))
+    return spark.createDataFrame(rows, schema)
+
+
+def _entered_and_exited(spark: SparkSession, current_uri: str, previous_uri: str) -> dict[str, tuple[int, int]]:
+    """segment_id -> (members that entered, members that exited) since the previous results."""
+    current = spark.read.parquet(Lake.for_spark(current_uri))
+    previous = spark.read.parquet(Lake.for_spark(previous_uri))
+    keys = ["segment_id", "customer_id"]
+    entered = {r["segment_id"]: r["count"] for r in current.join(previous, keys, "left_anti").groupBy("segment_id").count().collect()}
+    exited = {r["segment_id"]: r["count"] for r in previous.join(current, keys, "left_anti").groupBy("segment_id").count().collect()}
+    return {s: (entered.get(s, 0), exited.get(s, 0)) for s in set(entered) | set(exited)}
+
+
+def run_segment_job(spark: SparkSession, request: SegmentJobRequest) -> SegmentJobResult:
+    started = time.monotonic()
+    segment_type = SEGMENT_TYPES[request.segment_type]
+    lake = Lake(request.lake_uri)
+    as_of = datetime.fromisoformat(request.as_of).astimezone(timezone.utc)
+    raw = RawData(spark, lake, as_of)
+    results_uri = lake.results_dir(request.segment_type, request.partition_key)
+
+    configs = configs_frame(spark, segment_type, request.configs)
+    if request.configs:
+        members = segment_type.members(raw, configs)
+    else:
+        members = spark.createDataFrame([], "segment_id string, customer_id string")
+    # Members are unique by construction (ids are deduplicated in RawData, facts are grouped per
+    # customer), so no dropDuplicates shuffle here; the tests check it.
+    # Each segment in one file, so ingestion reads it segment by segment. Not sorted here: the
+    # index step sorts each file with Arrow, measured cheaper than Spark's sort of every membership.
+    shuffle_partitions = int(spark.conf.get("spark.sql.shuffle.partitions"))
+    output_partitions = max(1, min(len(request.configs), shuffle_partitions))
+    (
+        members.repartition(output_partitions, "segment_id")
+        .write.mode("overwrite")
+        .parquet(Lake.for_spark(results_uri))
+    )
+
+    written = spark.read.parquet(Lake.for_spark(results_uri)).groupBy("segment_id").count().collect()
+    member_counts = {c.segment_id: 0 for c in request.configs}
+    member_counts.update({row["segment_id"]: row["count"] for row in written})
+    changes = (
+        _entered_and_exited(spark, results_uri, request.previous_results_uri)
+        if request.previous_results_uri and lake.exists(f"{request.previous_results_uri}/{MANIFEST_NAME}")
+        else None
+    )
+    quality = raw.quality_report()
+    seconds = round(time.monotonic() - started, 3)
+
+    segments = []
+    for config in sorted(request.configs, key=lambda c: c.segment_id):
+        entry: dict[str, Any] = {
+            "segment_id": config.segment_id,
+            "version": config.version,
+            "member_count": member_counts[config.segment_id],
+            "attributes": config.attributes,
+        }
+        if changes is not None:
+            entry["entered"], entry["exited"] = changes.get(config.segment_id, (0, 0))
+        segments.append(entry)
+    # The manifest is written last: its presence says the results folder is complete.
+    lake.write_json(
+        f"{results_uri}/{MANIFEST_NAME}",
+        {
+            "segment_type": request.segment_type,
+            "partition_key": request.partition_key,
+            "as_of": as_of.isoformat(),
+            "run_id": request.run_id,
+            "calculated_at": datetime.now(timezone.utc).isoformat(),
+            "segments": segments,
+            "rows_read": quality.rows_read,
+            "rejected_rows": quality.rejected,
+            "seconds": seconds,
+        },
+    )
+    return SegmentJobResult(results_uri, segments, quality, seconds)

@@ -1,0 +1,102 @@
+"""Spark mode `emr`: the segment job runs on EMR Serverless through Dagster Pipes.
+
+EMR Serverless rather than EMR on EC2 (`PipesEMRClient`): a job run is one API call against
+an application that scales to zero between runs, with no cluster to keep or size for a daily
+job that lasts minutes; and its job runs reach a final state by themselves, so the same code
+path is testable against moto's server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+from pathlib import Path
+from urllib.parse import urlparse
+
+import boto3
+import dagster as dg
+from dagster_aws.pipes import PipesEMRServerlessClient, PipesS3MessageReader
+
+from segmentation_assets.resources import SegmentJobRunner
+from resources.lake.storage import Lake
+from resources.publishing.results_reader import read_manifest
+from segmentation_assets.core.segment_job import SegmentJobRequest, SegmentJobResult
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_PACKAGES = ("resources", "segmentation_assets")
+ENTRYPOINT = PROJECT_ROOT / "segmentation_assets" / "core" / "emr_entrypoint.py"
+
+
+def project_archive() -> bytes:
+    """The packages the job imports, zipped for `--py-files`; deterministic, so its hash names it."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for package in SHIPPED_PACKAGES:
+            for path in sorted((PROJECT_ROOT / package).rglob("*.py")):
+                info = zipfile.ZipInfo(str(path.relative_to(PROJECT_ROOT)), date_time=(2020, 1, 1, 0, 0, 0))
+                archive.writestr(info, path.read_bytes())
+    return buffer.getvalue()
+
+
+def _split(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    return parsed.netloc, parsed.path.strip("/")
+
+
+def emr_serverless_client():
+    return boto3.client("emr-serverless")
+
+
+class EmrServerlessRunner(SegmentJobRunner):
+    """Submits the segment job to an EMR Serverless application and waits for it."""
+
+    application_id: str
+    execution_role_arn: str
+    # Where the entry point, the project archive and the Pipes messages are put: s3://bucket/prefix
+    code_uri: str
+    spark_submit_parameters: str = "--conf spark.sql.session.timeZone=UTC"
+    poll_interval_seconds: float = 10.0
+
+    def upload_code(self, s3) -> tuple[str, str]:
+        bucket, prefix = _split(self.code_uri)
+        archive = project_archive()
+        archive_key = f"{prefix}/segmentation-{hashlib.sha256(archive).hexdigest()[:16]}.zip"
+        entry_key = f"{prefix}/emr_entrypoint.py"
+        s3.put_object(Bucket=bucket, Key=archive_key, Body=archive)
+        s3.put_object(Bucket=bucket, Key=entry_key, Body=ENTRYPOINT.read_bytes())
+        return f"s3://{bucket}/{entry_key}", f"s3://{bucket}/{archive_key}"
+
+    def run(self, context: dg.AssetExecutionContext, request: SegmentJobRequest) -> SegmentJobResult:
+        s3 = boto3.client("s3")
+        entry_point, archive = self.upload_code(s3)
+        bucket, _ = _split(self.code_uri)
+        pipes = PipesEMRServerlessClient(
+            client=emr_serverless_client(),
+            message_reader=PipesS3MessageReader(bucket=bucket, client=s3, interval=self.poll_interval_seconds),
+            poll_interval=self.poll_interval_seconds,
+        )
+        pipes.run(
+            context=context,
+            start_job_run_params={
+                "applicationId": self.application_id,
+                "executionRoleArn": self.execution_role_arn,
+                "name": f"segmentation-{request.segment_type}-{request.partition_key}",
+                "jobDriver": {
+                    "sparkSubmit": {
+                        "entryPoint": entry_point,
+                        "sparkSubmitParameters": f"--py-files {archive} {self.spark_submit_parameters}",
+                    }
+                },
+            },
+            extras={"request": request.to_json()},
+        )
+        lake = Lake(request.lake_uri)
+        results_uri = lake.results_dir(request.segment_type, request.partition_key)
+        manifest = read_manifest(lake, results_uri)
+        if manifest.get("run_id") != request.run_id:
+            raise dg.Failure(
+                f"EMR job finished but {results_uri} holds the manifest of run {manifest.get('run_id')}, "
+                f"not of this run {request.run_id}: the job did not write its results"
+            )
+        return SegmentJobResult.from_manifest(results_uri, manifest)
