@@ -1,4 +1,5 @@
-"""One error shape for every failure: `{"error": {"code", "message"}}`, and the handlers that render it."""
+"""One error shape for every failure, `{"error": {"code", "message"}}`, rendered here only:
+the API's errors, their one renderer (`error_response`), and the handlers that use it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from resources.config_store.guard import ConfigStoreUnavailable
+from resources.serving.search_guard import SearchUnavailable
 
 # FastAPI answers 400 with this when the body is not even text it can decode (bad UTF-8, nesting too deep).
 _FASTAPI_BODY_PARSE_FAILURE = "There was an error parsing the body"
@@ -76,6 +80,11 @@ class ServiceUnavailable(ApiError):
     code = "unavailable"
 
 
+class InternalError(ApiError):
+    status_code = 500
+    code = "internal_error"
+
+
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     error: dict[str, Any] = {"code": code, "message": message}
     if details is not None:
@@ -116,30 +125,44 @@ def invalid_field(field: str, message: str) -> InvalidInput:
     return invalid_input([{"field": field, "message": message}])
 
 
-def _render(error: ApiError) -> JSONResponse:
+def error_response(error: ApiError, **extra: Any) -> JSONResponse:
+    """The one place an error becomes an answer; `extra` adds top-level fields (readyz's checks)."""
     return JSONResponse(
-        error_body(error.code, error.message, error.details), status_code=error.status_code, headers=error.headers
+        {**error_body(error.code, error.message, error.details), **extra},
+        status_code=error.status_code,
+        headers=error.headers,
     )
+
+
+def unavailable(error: SearchUnavailable | ConfigStoreUnavailable) -> ServiceUnavailable:
+    return ServiceUnavailable(str(error), headers={"Retry-After": str(error.retry_after_seconds)})
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, error: ApiError) -> JSONResponse:
-        return _render(error)
+        return error_response(error)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
-        return _render(invalid_input(validation_details(list(error.errors()))))
+        return error_response(invalid_input(validation_details(list(error.errors()))))
+
+    @app.exception_handler(SearchUnavailable)
+    @app.exception_handler(ConfigStoreUnavailable)
+    async def _dependency_unavailable(_: Request, error: SearchUnavailable | ConfigStoreUnavailable) -> JSONResponse:
+        return error_response(unavailable(error))
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)
     @app.exception_handler(PoolTimeout)
     async def _database_unreachable(_: Request, __: Exception) -> JSONResponse:
-        return _render(ServiceUnavailable("the config store (PostgreSQL) is unavailable; try again"))
+        return error_response(ServiceUnavailable("the config store (PostgreSQL) is unavailable; try again"))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
         if error.status_code == 400 and error.detail == _FASTAPI_BODY_PARSE_FAILURE:
-            return _render(invalid_field("body", "not a valid JSON document"))
-        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(error.status_code, "http_error")
-        return JSONResponse(error_body(code, str(error.detail)), status_code=error.status_code, headers=error.headers)
+            return error_response(invalid_field("body", "not a valid JSON document"))
+        failure = ApiError(str(error.detail), headers=error.headers)
+        failure.status_code = error.status_code
+        failure.code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(error.status_code, "http_error")
+        return error_response(failure)

@@ -9,24 +9,26 @@ import json
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
-from api.body_limit import CONFIG_BODY_MAX_BYTES, DEFAULT_BODY_MAX_BYTES, RequestBodyLimit
-from api.deps import ApiKeyCache, AppState
-from api.error_responses import ADMIN_ERRORS, LOOKUP_ERRORS
-from api.errors import ServiceUnavailable, error_body, install_error_handlers
-from api.request_context import RequestContext
-from api.request_metrics import RequestMetrics
-from api.routes import health, lookups, members, metrics, segments
+from api.middleware.body_limit import CONFIG_BODY_MAX_BYTES, DEFAULT_BODY_MAX_BYTES, RequestBodyLimit
+from api.key_cache import ApiKeyCache
+from api.state import AppState
+from api.openapi_errors import ADMIN_ERRORS, LOOKUP_ERRORS
+from api.errors import install_error_handlers
+from api.middleware.request_context import RequestContext
+from api.middleware.request_metrics import RequestMetrics
+from api.config import routes as config_routes
+from api.health import metrics as metrics_routes, routes as health_routes
+from api.lookups import members as member_routes, routes as lookup_routes
 from resources.config_store.api_keys import ApiKeyRepository
 from resources.config_store.database import engine_for, session_factory
-from resources.config_store.guard import ConfigStoreGuard, ConfigStoreUnavailable
+from resources.config_store.guard import ConfigStoreGuard
 from resources.config_store.segments import SegmentRepository
 from resources.json_logs import configure_logging
 from resources.serving.cache import GenerationFile, LookupCache
 from resources.serving.readiness import Readiness
-from resources.serving.search_guard import SearchGuard, SearchUnavailable, breaker_factory, search_client
+from resources.serving.search_guard import SearchGuard, breaker_factory, search_client
 from resources.serving.export import SegmentExport
 from resources.serving.lookups import SegmentLookups
 from resources.serving.reader import SegmentReader
@@ -41,7 +43,7 @@ async def _refresh_archived(state: AppState) -> None:
     while True:
         with contextlib.suppress(Exception):  # PostgreSQL down: keep the last known set
             state.archived_segment_ids = await state.config_store.run(state.segments.archived_ids)
-        # SPEC 7: an archived segment leaves lookups within 60 s; the setting keeps well within that.
+        # An archived segment must leave lookups within 60 s; the setting keeps well within that.
         await asyncio.sleep(state.settings.archived_refresh_seconds)
 
 
@@ -123,24 +125,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         RequestBodyLimit, default_max_bytes=DEFAULT_BODY_MAX_BYTES, max_bytes_by_prefix={"/v1/segments": CONFIG_BODY_MAX_BYTES}
     )
 
-    @app.exception_handler(SearchUnavailable)
-    @app.exception_handler(ConfigStoreUnavailable)
-    async def _dependency_unavailable(_: Request, error: SearchUnavailable | ConfigStoreUnavailable) -> JSONResponse:
-        unavailable = ServiceUnavailable(str(error))
-        return JSONResponse(
-            error_body(unavailable.code, unavailable.message),
-            status_code=unavailable.status_code,
-            headers={"Retry-After": str(error.retry_after_seconds)},
-        )
-
     app.add_middleware(RequestMetrics)
     app.add_middleware(RequestContext)  # outermost: its request id is bound for everything inside
     # Routes are matched in order: the lookups, the hottest, before the config management ones.
-    app.include_router(health.router)
-    app.include_router(metrics.router)
-    app.include_router(lookups.router, prefix="/v1", responses=LOOKUP_ERRORS)
-    app.include_router(members.router, prefix="/v1", responses=LOOKUP_ERRORS)
-    app.include_router(segments.router, prefix="/v1", responses=ADMIN_ERRORS)
+    app.include_router(health_routes.router)
+    app.include_router(metrics_routes.router)
+    app.include_router(lookup_routes.router, prefix="/v1", responses=LOOKUP_ERRORS)
+    app.include_router(member_routes.router, prefix="/v1", responses=LOOKUP_ERRORS)
+    app.include_router(config_routes.router, prefix="/v1", responses=ADMIN_ERRORS)
     return app
 
 

@@ -10,6 +10,7 @@ from resources.lake.storage import Lake
 from resources.lake.retention import ensure_lifecycle_rule, remove_expired_results
 from segmentation_assets.core.segment_job import SegmentConfig, SegmentJobRequest, SegmentJobResult
 from segmentation_assets.core.segment_types import SegmentType
+from resources.targeting import SegmentAttributes
 
 DATA_QUALITY_CHECK = "data_quality"
 
@@ -44,7 +45,7 @@ def _job_request(
 def _metadata(results: dict[str, SegmentJobResult], configs: list[SegmentConfig]) -> dict[str, object]:
     last = results[max(results)]
     per_segment = {
-        s["segment_id"]: {k: s.get(k) for k in ("member_count", "entered", "exited")} for s in last.segments
+        s.segment_id: s.model_dump(include={"member_count", "entered", "exited"}) for s in last.segments
     }
     return {
         "partitions": ", ".join(results),
@@ -105,14 +106,7 @@ def build_members_asset(
                 segment_id=s.id,
                 version=s.version,
                 params=s.params,
-                attributes={
-                    "name": s.name,
-                    "labels": s.labels,
-                    "store_id": s.store_id,
-                    "category": s.category,
-                    "city": s.city,
-                    "country": s.country,
-                },
+                attributes=SegmentAttributes.model_validate(s, from_attributes=True).model_dump(),
             )
             for s in segments
         ]

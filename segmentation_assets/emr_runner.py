@@ -20,7 +20,7 @@ from dagster_aws.pipes import PipesEMRServerlessClient, PipesS3MessageReader
 
 from segmentation_assets.resources import SegmentJobRunner
 from resources.lake.storage import Lake
-from resources.publishing.results_reader import read_manifest
+from resources.lake.manifest import read_manifest
 from segmentation_assets.core.segment_job import SegmentJobRequest, SegmentJobResult
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -94,9 +94,9 @@ class EmrServerlessRunner(SegmentJobRunner):
         lake = Lake(request.lake_uri)
         results_uri = lake.results_dir(request.segment_type, request.partition_key)
         manifest = read_manifest(lake, results_uri)
-        if manifest.get("run_id") != request.run_id:
+        if manifest.run_id != request.run_id:
             raise dg.Failure(
-                f"EMR job finished but {results_uri} holds the manifest of run {manifest.get('run_id')}, "
+                f"EMR job finished but {results_uri} holds the manifest of run {manifest.run_id}, "
                 f"not of this run {request.run_id}: the job did not write its results"
             )
-        return SegmentJobResult.from_manifest(results_uri, manifest)
+        return SegmentJobResult(results_uri, manifest)

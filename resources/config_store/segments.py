@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from typing_extensions import Annotated
 
 from resources.config_store.models import SegmentAuditRow, SegmentRow
+from resources.targeting import TARGETING_ATTRIBUTES, TargetingAttributes
 
 SegmentStatus = Literal["active", "paused", "archived"]
 AuditAction = Literal["create", "update", "archive"]
@@ -25,13 +26,13 @@ LabelValue = Annotated[str, StringConstraints(min_length=1, max_length=128, patt
 Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=32)]
 
 # What an update may set; `segment_type` is fixed at creation.
-CHANGEABLE_FIELDS = frozenset(
-    {"name", "description", "params", "labels", "status", "store_id", "category", "city", "country"}
-)
+CHANGEABLE_FIELDS = frozenset({"name", "description", "params", "labels", "status", *TARGETING_ATTRIBUTES})
 
 
-class Segment(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+class Segment(TargetingAttributes):
+    """A stored segment; its targeting attributes are derived from its params when it is written."""
+
+    model_config = ConfigDict(from_attributes=True, frozen=False, extra="ignore")
 
     id: str
     name: str
@@ -39,10 +40,6 @@ class Segment(BaseModel):
     segment_type: str
     params: dict[str, Any]
     labels: dict[str, str]
-    store_id: str | None
-    category: str | None
-    city: str | None
-    country: str | None
     status: SegmentStatus
     version: int
     created_at: datetime
@@ -71,10 +68,7 @@ class SegmentFilters:
 
     segment_type: str | None = None
     statuses: tuple[SegmentStatus, ...] = ()
-    store_id: str | None = None
-    category: str | None = None
-    city: str | None = None
-    country: str | None = None
+    attributes: TargetingAttributes = TargetingAttributes()
     labels: tuple[tuple[str, str], ...] = ()  # key:value pairs, all of which must hold
 
 
@@ -187,10 +181,8 @@ class SegmentRepository:
             query = query.where(SegmentRow.segment_type == filters.segment_type)
         if filters.statuses:
             query = query.where(SegmentRow.status.in_(filters.statuses))
-        for name in ("store_id", "category", "city", "country"):
-            value = getattr(filters, name)
-            if value is not None:
-                query = query.where(getattr(SegmentRow, name) == value)
+        for name, value in filters.attributes.model_dump(exclude_none=True).items():
+            query = query.where(getattr(SegmentRow, name) == value)
         for key, value in filters.labels:
             query = query.where(SegmentRow.labels.contains({key: value}))
         with self._sessions() as session:

@@ -24,6 +24,7 @@ from elasticsearch import Elasticsearch, NotFoundError, helpers
 
 from resources.publishing.bulk_load import BulkLoader, BulkSettings, LoadReport
 from resources.names import read_alias, type_alias, type_index_pattern
+from resources.targeting import TARGETING_ATTRIBUTES
 
 SEGMENT_INDEX_MAPPING: dict[str, Any] = {
     "dynamic": "strict",
@@ -32,10 +33,7 @@ SEGMENT_INDEX_MAPPING: dict[str, Any] = {
         "segment_id": {"type": "keyword"},
         "segment_type": {"type": "keyword"},
         "name": {"type": "keyword", "index": False, "doc_values": False},
-        "store_id": {"type": "keyword"},
-        "category": {"type": "keyword"},
-        "city": {"type": "keyword"},
-        "country": {"type": "keyword"},
+        **{attribute: {"type": "keyword"} for attribute in TARGETING_ATTRIBUTES},
         "labels": {"type": "object", "enabled": False},
         "label_pairs": {"type": "keyword"},  # "key:value", so label filters are term queries
         "calculated_at": {"type": "date"},

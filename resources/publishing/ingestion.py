@@ -22,7 +22,8 @@ from resources.publishing.bulk_load import BulkSettings, ElasticsearchUnreachabl
 from resources.names import index_name
 from resources.lake.storage import Lake
 from resources.publishing.index_writer import SegmentCount, SegmentIndexWriter, segment_of
-from resources.publishing.results_reader import read_manifest, segment_documents
+from resources.lake.manifest import read_manifest
+from resources.publishing.results_reader import segment_documents
 
 
 class IngestionFailed(RuntimeError):
@@ -99,12 +100,12 @@ def ingest_calculation(
         "segment_type": segment_type,
         "partition_key": partition_key,
         "run_id": run_id,
-        "calculated_at": manifest["calculated_at"],
+        "calculated_at": manifest.calculated_at,
         "verified": False,
     }
     try:
         writer.create_index(name, meta)
-        expected = {s["segment_id"]: s["member_count"] for s in manifest["segments"]}
+        expected = manifest.member_counts
         load = writer.load(name, segment_documents(lake, results_uri, manifest, settings.chunk_size), settings.bulk)
         report.load_seconds, report.requests = load.seconds, load.requests
         report.retried_documents, report.failed_documents = load.retried_documents, len(load.failed)

@@ -18,8 +18,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from resources.lake.storage import MANIFEST_NAME, Lake
+from resources.lake.manifest import CalculationManifest
+from resources.lake.storage import Lake
 from resources.publishing.index_writer import chunk_documents_from_arrow, string_bytes
+from resources.targeting import SegmentAttributes
 
 
 # Beyond this many bitmap bytes per id, sorting the keys is cheaper than marking and reading them;
@@ -50,13 +52,6 @@ def _read_results_file(path: str, fs: Any) -> Any:
             f"results file {path} cannot be read ({error}); the served alias is unchanged. "
             "Recompute the partition to write its results again."
         ) from error
-
-
-def read_manifest(lake: Lake, results_uri: str) -> dict[str, Any]:
-    manifest_uri = f"{results_uri}/{MANIFEST_NAME}"
-    if not lake.exists(manifest_uri):
-        raise FileNotFoundError(f"no manifest at {manifest_uri}: the calculation did not complete")
-    return lake.read_json(manifest_uri)
 
 
 def _sorted(customer_ids: pa.Array) -> pa.Array:
@@ -204,29 +199,23 @@ def segment_members(lake: Lake, results_uri: str) -> Iterator[tuple[str, pa.Arra
 
 
 def segment_documents(
-    lake: Lake, results_uri: str, manifest: dict[str, Any], chunk_size: int
+    lake: Lake, results_uri: str, manifest: CalculationManifest, chunk_size: int
 ) -> Iterator[dict[str, Any]]:
     """Chunk documents of every segment in the manifest, zero-member segments included."""
-    by_id = {s["segment_id"]: s for s in manifest["segments"]}
+    by_id = {s.segment_id: s.attributes for s in manifest.segments}
     common = {
-        "segment_type": manifest["segment_type"],
-        "partition_key": manifest["partition_key"],
-        "calculated_at": manifest["calculated_at"],
+        "segment_type": manifest.segment_type,
+        "partition_key": manifest.partition_key,
+        "calculated_at": manifest.calculated_at,
     }
 
     def attributes(segment_id: str) -> dict[str, Any]:
-        attrs = dict(by_id.get(segment_id, {}).get("attributes", {}))
-        labels = attrs.get("labels") or {}
+        attrs = by_id.get(segment_id) or SegmentAttributes()
         return {
             **common,
             "segment_id": segment_id,
-            "name": attrs.get("name"),
-            "store_id": attrs.get("store_id"),
-            "category": attrs.get("category"),
-            "city": attrs.get("city"),
-            "country": attrs.get("country"),
-            "labels": labels,
-            "label_pairs": [f"{k}:{v}" for k, v in sorted(labels.items())],
+            **attrs.model_dump(),
+            "label_pairs": [f"{k}:{v}" for k, v in sorted(attrs.labels.items())],
         }
 
     seen: set[str] = set()

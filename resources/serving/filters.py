@@ -1,4 +1,4 @@
-"""Lookup filters (SPEC 7), applied in the process to a customer's whole segment list.
+"""Lookup filters, applied in the process to a customer's whole segment list.
 
 The cache holds each customer's full list once, so one entry answers every filter.
 """
@@ -11,8 +11,7 @@ from typing import Any
 
 import orjson
 
-ATTRIBUTE_FILTERS = ("store_id", "category", "city", "country")
-
+from resources.targeting import TargetingAttributes
 
 class InvalidLabelFilter(ValueError):
     pass
@@ -44,18 +43,11 @@ class SegmentFilter:
         cls,
         *,
         segment_types: Iterable[str] = (),
-        store_id: str | None = None,
-        category: str | None = None,
-        city: str | None = None,
-        country: str | None = None,
+        attributes: TargetingAttributes | None = None,
         labels: Iterable[str] = (),
     ) -> SegmentFilter:
-        given = {"store_id": store_id, "category": category, "city": city, "country": country}
-        return cls(
-            frozenset(segment_types),
-            {name: value for name, value in given.items() if value is not None},
-            parse_labels(labels),
-        )
+        given = attributes.model_dump(exclude_none=True) if attributes is not None else {}
+        return cls(frozenset(segment_types), given, parse_labels(labels))
 
     @property
     def is_empty(self) -> bool:
@@ -70,7 +62,7 @@ class SegmentFilter:
         return all(segment_labels.get(k) == v for k, v in self.labels)
 
     def apply(self, segments: list[dict[str, Any]], archived: Collection[str]) -> list[dict[str, Any]]:
-        """The segments that match and are not archived (SPEC 7: archived ones leave lookups)."""
+        """The segments that match and are not archived: archived ones leave lookups at once."""
         if self.is_empty and not archived:
             return segments
         return [s for s in segments if s["segment_id"] not in archived and self.matches(s)]

@@ -21,11 +21,10 @@ import orjson
 from elasticsearch import AsyncElasticsearch, NotFoundError
 
 from resources.names import read_alias
+from resources.targeting import SEGMENT_ANSWER_FIELDS
 from resources.serving.search_guard import SearchGuard
 
-# What a lookup answer shows of a segment (SPEC 7).
-SEGMENT_FIELDS = ["segment_id", "name", "segment_type", "store_id", "category", "city", "country", "labels", "calculated_at"]
-CATALOG_FIELDS = [*SEGMENT_FIELDS, "member_count", "chunks"]
+CATALOG_FIELDS = [*SEGMENT_ANSWER_FIELDS, "member_count", "chunks"]
 # Elasticsearch's default `index.max_result_window`: one page of hits at most.
 MAX_HITS = 10_000
 CUSTOMERS_PER_BUDGET = 250
@@ -53,7 +52,7 @@ class _PointInTime:
 
 
 def _catalog_entry(source: dict[str, Any]) -> dict[str, Any]:
-    segment = {field: source.get(field) for field in SEGMENT_FIELDS}
+    segment = {field: source.get(field) for field in SEGMENT_ANSWER_FIELDS}
     segment["labels"] = segment["labels"] or {}
     # Serialized once per index and process: a lookup answer joins these bytes, never re-encodes them.
     return {"segment": segment, "json": orjson.dumps(segment), "member_count": source.get("member_count"), "chunks": source.get("chunks")}

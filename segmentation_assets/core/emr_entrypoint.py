@@ -1,7 +1,7 @@
 """The segment job as EMR Serverless runs it: the same `run_segment_job`, driven by Dagster Pipes.
 
 EMR runs this file with `spark-submit`; the project's packages arrive through `--py-files`
-(see resources/emr_runner.py). The request comes as a Pipes extra; progress and the outcome go
+(see segmentation_assets/emr_runner.py). The request comes as a Pipes extra; progress and the outcome go
 back through S3 messages, and the results and manifest go to the lake as in local mode.
 """
 
@@ -28,7 +28,6 @@ def main() -> None:
             f"{len(result.segments)} {request.segment_type} segments, {result.total_members} memberships "
             f"in {result.seconds}s"
         )
-        pipes.report_custom_message({"results_uri": result.results_uri, "memberships": result.total_members})
 
 
 if __name__ == "__main__":

@@ -9,16 +9,11 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from segmentation_assets.core.config_evaluation import SCOPE_KEY, scoped, threshold_join, with_scope_key
-from segmentation_assets.core.raw_data import RawData
+from segmentation_assets.core.raw_data import STORE_ATTRIBUTES, RawData
 from segmentation_assets.core.time_windows import age_days
 
 # Narrowing parameter -> the column of a counted order that it filters.
-ORDER_NARROWING = {
-    "store_id": "store_id",
-    "category": "store_category",
-    "city": "store_city",
-    "country": "store_country",
-}
+ORDER_NARROWING = {"store_id": "store_id", **{a: f"store_{a}" for a in STORE_ATTRIBUTES}}
 
 
 def counted_orders(raw: RawData) -> DataFrame:

@@ -21,6 +21,7 @@ from pyspark.sql import types as T
 
 from resources.lake.storage import Lake
 from resources.names import ID_PATTERN
+from resources.targeting import TARGETING_ATTRIBUTES
 from segmentation_assets.core.time_windows import to_micros
 
 # Java's `$` also matches before a final line break ("c1\n"); `\z` is the end of the input only.
@@ -29,6 +30,10 @@ ORDER_STATUSES = ("delivered", "cancelled")
 TIMESTAMP_COLUMNS = ("signup_at", "created_at")
 # EUR. Far beyond any order, and its cents still far from a 64-bit sum's limit.
 MAX_ORDER_AMOUNT = 1e12
+
+# Every targeting attribute but the store's own id is a column of the stores table, and an order
+# carries its store's value as `store_<attribute>`: orders are narrowed by it.
+STORE_ATTRIBUTES = tuple(a for a in TARGETING_ATTRIBUTES if a != "store_id")
 
 
 @dataclass(frozen=True)
@@ -110,7 +115,7 @@ class RawData:
     @cached_property
     def _stores_checked(self) -> DataFrame:
         checked = self._read("stores").withColumn("reject_reason", _first_failed_rule(_id_rules("store_id")))
-        return _keep_first_of_each_id(checked, "store_id", ["category", "city", "country", "name"])
+        return _keep_first_of_each_id(checked, "store_id", [*STORE_ATTRIBUTES, "name"])
 
     @cached_property
     def _orders_checked(self) -> DataFrame:
@@ -123,9 +128,7 @@ class RawData:
         # Narrowing parameters filter on the store's attributes, so every order carries them.
         known_stores = self.stores().select(
             "store_id",
-            F.col("category").alias("store_category"),
-            F.col("city").alias("store_city"),
-            F.col("country").alias("store_country"),
+            *(F.col(attribute).alias(f"store_{attribute}") for attribute in STORE_ATTRIBUTES),
             F.lit(True).alias("store_known"),
         )
         rules = [

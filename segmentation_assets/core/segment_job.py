@@ -14,7 +14,9 @@ from typing import Any, get_args
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
-from resources.lake.storage import MANIFEST_NAME, Lake
+from resources.lake.manifest import CalculationManifest, ManifestSegment, manifest_uri, write_manifest
+from resources.lake.storage import Lake
+from resources.targeting import SegmentAttributes
 from segmentation_assets.core.raw_data import QualityReport, RawData
 from segmentation_assets.core.segment_types import SEGMENT_TYPES, SegmentType
 
@@ -49,24 +51,30 @@ class SegmentJobRequest:
 
 @dataclass(frozen=True)
 class SegmentJobResult:
-    results_uri: str
-    segments: list[dict[str, Any]]  # as in the manifest: id, version, member_count, entered, exited
-    quality: QualityReport
-    seconds: float
+    """What a job computed, in-process or elsewhere (EMR): its results folder and manifest."""
 
-    @classmethod
-    def from_manifest(cls, results_uri: str, manifest: dict[str, Any]) -> SegmentJobResult:
-        """What a job that ran elsewhere (EMR) computed, read back from the manifest it wrote."""
-        quality = QualityReport(manifest["rows_read"], manifest["rejected_rows"])
-        return cls(results_uri, manifest["segments"], quality, manifest["seconds"])
+    results_uri: str
+    manifest: CalculationManifest
+
+    @property
+    def segments(self) -> list[ManifestSegment]:
+        return self.manifest.segments
+
+    @property
+    def quality(self) -> QualityReport:
+        return QualityReport(self.manifest.rows_read, self.manifest.rejected_rows)
+
+    @property
+    def seconds(self) -> float:
+        return self.manifest.seconds
 
     @property
     def member_counts(self) -> dict[str, int]:
-        return {s["segment_id"]: s["member_count"] for s in self.segments}
+        return self.manifest.member_counts
 
     @property
     def total_members(self) -> int:
-        return sum(s["member_count"] for s in self.segments)
+        return self.manifest.total_members
 
 
 _SPARK_TYPES = {int: T.LongType(), float: T.DoubleType(), str: T.StringType(), bool: T.BooleanType()}
@@ -136,7 +144,7 @@ def run_segment_job(spark: SparkSession, request: SegmentJobRequest) -> SegmentJ
     member_counts.update({row["segment_id"]: row["count"] for row in written})
     changes = (
         _entered_and_exited(spark, results_uri, request.previous_results_uri)
-        if request.previous_results_uri and lake.exists(f"{request.previous_results_uri}/{MANIFEST_NAME}")
+        if request.previous_results_uri and lake.exists(manifest_uri(request.previous_results_uri))
         else None
     )
     quality = raw.quality_report()
@@ -144,28 +152,28 @@ def run_segment_job(spark: SparkSession, request: SegmentJobRequest) -> SegmentJ
 
     segments = []
     for config in sorted(request.configs, key=lambda c: c.segment_id):
-        entry: dict[str, Any] = {
-            "segment_id": config.segment_id,
-            "version": config.version,
-            "member_count": member_counts[config.segment_id],
-            "attributes": config.attributes,
-        }
-        if changes is not None:
-            entry["entered"], entry["exited"] = changes.get(config.segment_id, (0, 0))
-        segments.append(entry)
-    # The manifest is written last: its presence says the results folder is complete.
-    lake.write_json(
-        f"{results_uri}/{MANIFEST_NAME}",
-        {
-            "segment_type": request.segment_type,
-            "partition_key": request.partition_key,
-            "as_of": as_of.isoformat(),
-            "run_id": request.run_id,
-            "calculated_at": datetime.now(timezone.utc).isoformat(),
-            "segments": segments,
-            "rows_read": quality.rows_read,
-            "rejected_rows": quality.rejected,
-            "seconds": seconds,
-        },
+        entered, exited = changes.get(config.segment_id, (0, 0)) if changes is not None else (None, None)
+        segments.append(
+            ManifestSegment(
+                segment_id=config.segment_id,
+                version=config.version,
+                member_count=member_counts[config.segment_id],
+                attributes=SegmentAttributes.model_validate(config.attributes),
+                entered=entered,
+                exited=exited,
+            )
+        )
+    manifest = CalculationManifest(
+        segment_type=request.segment_type,
+        partition_key=request.partition_key,
+        as_of=as_of.isoformat(),
+        run_id=request.run_id,
+        calculated_at=datetime.now(timezone.utc).isoformat(),
+        segments=segments,
+        rows_read=quality.rows_read,
+        rejected_rows=quality.rejected,
+        seconds=seconds,
     )
-    return SegmentJobResult(results_uri, segments, quality, seconds)
+    # The manifest is written last: its presence says the results folder is complete.
+    write_manifest(lake, results_uri, manifest)
+    return SegmentJobResult(results_uri, manifest)

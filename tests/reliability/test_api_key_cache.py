@@ -1,5 +1,5 @@
 """The API's key cache: revocation within the cache's life, and keys that keep working, without
-waiting, while PostgreSQL is unreachable (api/deps.py `ApiKeyCache`)."""
+waiting, while PostgreSQL is unreachable (api/key_cache.py `ApiKeyCache`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from api.deps import API_KEY_RECHECK_SECONDS, ApiKeyCache
+from api.key_cache import API_KEY_RECHECK_SECONDS, ApiKeyCache
 from resources.config_store.api_keys import ApiKey
 from resources.config_store.guard import ConfigStoreGuard, ConfigStoreUnavailable
 

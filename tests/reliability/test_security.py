@@ -21,8 +21,8 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
-from api.body_limit import CONFIG_BODY_MAX_BYTES, DEFAULT_BODY_MAX_BYTES
-from api.deps import API_KEY_CACHE_SECONDS
+from api.middleware.body_limit import CONFIG_BODY_MAX_BYTES, DEFAULT_BODY_MAX_BYTES
+from api.key_cache import API_KEY_CACHE_SECONDS
 from api.main import create_app
 from resources.config_store.database import engine_for
 from resources.json_logs import configure_logging

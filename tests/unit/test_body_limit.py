@@ -9,7 +9,7 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
-from api.body_limit import RequestBodyLimit
+from api.middleware.body_limit import RequestBodyLimit
 from api.errors import install_error_handlers
 
 

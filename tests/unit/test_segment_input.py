@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from api.errors import InvalidInput, PreconditionRequired, field_path
-from api.segment_input import (
+from api.config.input import (
     decode_cursor,
     encode_cursor,
     expected_version,

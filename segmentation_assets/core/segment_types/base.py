@@ -9,16 +9,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from resources.names import EntityId
+from resources.targeting import TARGETING_ATTRIBUTES, CountryCode
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
     from segmentation_assets.core.raw_data import RawData
 
-CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 Attribute = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
-
-TARGETING_ATTRIBUTES = ("store_id", "category", "city", "country")
 
 
 class SegmentParams(BaseModel):

@@ -20,10 +20,9 @@ import time
 import uuid
 
 import structlog
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import error_body
+from api.errors import InternalError, error_response
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # What a caller may choose as id: short, printable, nothing a log viewer would misread.
@@ -70,10 +69,11 @@ class RequestContext:
         except Exception:
             log.exception("request failed", **_request_fields(scope, 500, started))
             if status is None:
-                response = JSONResponse(
-                    error_body("internal_error", f"an unexpected error; quote request id {request_id} when reporting it"),
-                    status_code=500,
-                    headers={REQUEST_ID_HEADER: request_id},
+                response = error_response(
+                    InternalError(
+                        f"an unexpected error; quote request id {request_id} when reporting it",
+                        headers={REQUEST_ID_HEADER: request_id},
+                    )
                 )
                 await response(scope, receive, send)
                 status = 500

@@ -1,4 +1,4 @@
-"""Bodies of the lookup endpoints (SPEC 7) that `api/schemas.py` does not already hold.
+"""Bodies of the lookup endpoints.
 
 Responses are built with orjson straight from what Elasticsearch or the cache gave; these models
 document them in the OpenAPI document and validate requests, never our own answers.
@@ -10,28 +10,31 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from api.schemas import CustomerSegment
 from resources.names import ID_PATTERN
+from resources.targeting import SegmentAnswer, TargetingAttributes
 
 MAX_BATCH_CUSTOMERS = 1000
 
 CustomerIdText = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 
 
-class CustomerSegmentsBatchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CustomerSegmentsBatchRequest(TargetingAttributes):
+    """The customers, and the same filters as a single lookup's: the targeting attributes given must equal."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     customer_ids: list[CustomerIdText] = Field(max_length=MAX_BATCH_CUSTOMERS, description="Up to 1,000 customer ids.")
     segment_type: list[str] = Field(default_factory=list, description="Any of these types.")
-    store_id: str | None = None
-    category: str | None = None
-    city: str | None = None
-    country: str | None = None
     label: list[str] = Field(default_factory=list, description="key:value; all must match.")
 
 
+class CustomerSegments(BaseModel):
+    customer_id: str
+    segments: list[SegmentAnswer]
+
+
 class CustomerSegmentsBatch(BaseModel):
-    results: dict[str, list[CustomerSegment]]
+    results: dict[str, list[SegmentAnswer]]
 
 
 class SegmentMembership(BaseModel):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from resources.targeting import TargetingAttributes
 from typing_extensions import Annotated
 
-from resources.config_store.segments import AuditEntry, Labels
+from resources.config_store.segments import AuditEntry, Labels, SegmentStatus
 from resources.config_store.segments import Segment as SegmentPublic  # the stored segment is the public shape
 
 # One line of printable text; a description may span lines. PostgreSQL text holds no NUL either way.
@@ -52,6 +53,23 @@ class SegmentUpdate(BaseModel):
         return value
 
 
+class SegmentListQuery(TargetingAttributes):
+    """`GET /v1/segments`'s query: the targeting attributes given must equal, and these."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    segment_type: str | None = Field(default=None, max_length=64)
+    status: list[SegmentStatus] = Field(default_factory=list, description="Any of these; default active and paused.")
+    label: list[str] = Field(default_factory=list, description="key:value; all must match.")
+    limit: int = Field(default=100, ge=1, le=500)
+    cursor: str | None = Field(default=None, max_length=512, description="next_cursor of the previous page.")
+
+    @classmethod
+    def single_valued(cls) -> list[str]:
+        """The parameters that take one value: a second one is an error, not silently the last."""
+        return [name for name, info in cls.model_fields.items() if get_origin(info.annotation) is not list]
+
+
 class SegmentPage(BaseModel):
     segments: list[SegmentPublic]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
@@ -71,19 +89,3 @@ class AuditTrail(BaseModel):
     segment_id: str
     entries: list[AuditEntry] = Field(description="Every change, oldest first.")
 
-
-class CustomerSegment(BaseModel):
-    segment_id: str
-    name: str | None
-    segment_type: str
-    store_id: str | None
-    category: str | None
-    city: str | None
-    country: str | None
-    labels: dict[str, str]
-    calculated_at: datetime
-
-
-class CustomerSegments(BaseModel):
-    customer_id: str
-    segments: list[CustomerSegment]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from api.deps import State
-from api.errors import error_body
+from api.state import State
+from api.errors import ServiceUnavailable, error_response
 
 router = APIRouter(tags=["health"])
 
@@ -29,5 +28,4 @@ async def readyz(state: State) -> JSONResponse:
     failed = [name for name, result in checks.items() if result != "ok"]
     if not failed:
         return JSONResponse({"status": "ready", "checks": checks})
-    body: dict[str, Any] = {**error_body("unavailable", f"not ready: {', '.join(failed)}"), "checks": checks}
-    return JSONResponse(body, status_code=503)
+    return error_response(ServiceUnavailable(f"not ready: {', '.join(failed)}"), checks=checks)

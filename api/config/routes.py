@@ -6,10 +6,19 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 
-from api.deps import AdminKey, AppState, State, key_checked_first
+from api.auth import AdminKey, key_checked_first
+from api.state import AppState, State
 from api.errors import Conflict, NotFound, PreconditionFailed, invalid_field
-from api.schemas import AuditTrail, SegmentCreate, SegmentPage, SegmentPublic, SegmentTypes, SegmentUpdate
-from api.segment_input import (
+from api.config.schemas import (
+    AuditTrail,
+    SegmentCreate,
+    SegmentListQuery,
+    SegmentPage,
+    SegmentPublic,
+    SegmentTypes,
+    SegmentUpdate,
+)
+from api.config.input import (
     decode_cursor,
     encode_cursor,
     etag,
@@ -28,6 +37,7 @@ from resources.config_store.segments import (
 )
 from segmentation_assets.core.segment_types import SEGMENT_TYPES
 from resources.names import ID_PATTERN
+from resources.targeting import TARGETING_ATTRIBUTES, TargetingAttributes
 
 router = APIRouter(tags=["segments"], route_class=key_checked_first(admin=True))
 
@@ -35,10 +45,8 @@ SegmentId = Annotated[str, Path(pattern=ID_PATTERN, description="The segment's i
 IfMatch = Annotated[
     str | None, Header(alias="If-Match", description="The version the change is based on: the ETag of a GET.")
 ]
-Text = Annotated[str | None, Query(max_length=128, pattern=r"^[^\x00-\x1f]*$")]
 # Listing without a status filter leaves archived segments out; ask for them by name.
 LISTED_BY_DEFAULT: tuple[SegmentStatus, ...] = ("active", "paused")
-LIST_SINGLE_VALUED = ("segment_type", "store_id", "category", "city", "country", "limit", "cursor")  # `status` and `label` repeat
 
 
 @router.get("/segment-types", response_model=SegmentTypes)
@@ -73,32 +81,20 @@ async def create_segment(body: SegmentCreate, state: State, key: AdminKey, respo
 
 @router.get("/segments", response_model=SegmentPage)
 async def list_segments(
-    request: Request,
-    state: State,
-    _: AdminKey,
-    segment_type: Annotated[str | None, Query(max_length=64)] = None,
-    status: Annotated[list[SegmentStatus], Query(description="Any of these; default active and paused.")] = [],  # noqa: B006
-    store_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
-    category: Text = None,
-    city: Text = None,
-    country: Annotated[str | None, Query(pattern=r"^[A-Z]{2}$")] = None,
-    label: Annotated[list[str], Query(description="key:value; all must match.")] = [],  # noqa: B006
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: Annotated[str | None, Query(max_length=512, description="next_cursor of the previous page.")] = None,
+    request: Request, state: State, _: AdminKey, query: Annotated[SegmentListQuery, Query()]
 ) -> dict[str, Any]:
-    one_value_each(request.query_params, LIST_SINGLE_VALUED)
-    if segment_type is not None and segment_type not in SEGMENT_TYPES:
+    one_value_each(request.query_params, SegmentListQuery.single_valued())
+    if query.segment_type is not None and query.segment_type not in SEGMENT_TYPES:
         raise invalid_field("segment_type", f"unknown segment type; known: {', '.join(sorted(SEGMENT_TYPES))}")
     filters = SegmentFilters(
-        segment_type=segment_type,
-        statuses=tuple(dict.fromkeys(status)) or LISTED_BY_DEFAULT,
-        store_id=store_id,
-        category=category,
-        city=city,
-        country=country,
-        labels=label_filters(label),
+        segment_type=query.segment_type,
+        statuses=tuple(dict.fromkeys(query.status)) or LISTED_BY_DEFAULT,
+        attributes=TargetingAttributes.model_validate(query.model_dump(include=set(TARGETING_ATTRIBUTES))),
+        labels=label_filters(query.label),
     )
-    segments, more = await state.config_store.run(state.segments.list, filters, after_id=decode_cursor(cursor), limit=limit)
+    segments, more = await state.config_store.run(
+        state.segments.list, filters, after_id=decode_cursor(query.cursor), limit=query.limit
+    )
     return {"segments": segments, "next_cursor": encode_cursor(segments[-1].id) if more else None}
 
 

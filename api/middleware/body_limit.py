@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import error_body
+from api.errors import PayloadTooLarge, error_response
 
 # Segment configs are small; 64 KiB holds hundreds of labels. Other routes (batch lookups of
 # 1,000 ids) get room enough for their own limits.
@@ -80,4 +80,4 @@ class RequestBodyLimit:
 def _too_large(max_bytes: int) -> JSONResponse:
     error = BodyTooLarge(max_bytes)
     # The unread body stays on the connection: close it rather than read what was refused.
-    return JSONResponse(error_body("payload_too_large", error.detail), status_code=413, headers={"Connection": "close"})
+    return error_response(PayloadTooLarge(error.detail, headers={"Connection": "close"}))

@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.request_context import route_template
+from api.middleware.request_context import route_template
 from resources.serving.metrics import HTTP_LATENCY
 
 

@@ -6,20 +6,23 @@ import re
 from typing import Annotated
 
 import orjson
+from pydantic import ValidationError
 from fastapi import APIRouter, Path, Request, Response
 
-from api.deps import AppState, ReadKey, State, authenticate, bearer_token, key_checked_first
-from api.errors import invalid_field, invalid_input
-from api.lookup_schemas import CustomerSegmentsBatch, CustomerSegmentsBatchRequest
-from api.schemas import CustomerSegments
-from api.segment_input import one_value_each
+from api.auth import ReadKey, authenticate, bearer_token, key_checked_first
+from api.state import AppState, State
+from api.errors import invalid_field, invalid_input, validation_details
+from api.lookups.schemas import CustomerSegments, CustomerSegmentsBatch, CustomerSegmentsBatchRequest
+from api.config.input import one_value_each
 from resources.serving.filters import InvalidLabelFilter, SegmentFilter
 from resources.names import ID_PATTERN
+from resources.targeting import TARGETING_ATTRIBUTES, TargetingAttributes
 
 router = APIRouter(tags=["lookups"], route_class=key_checked_first(admin=False))
 
 CustomerId = Annotated[str, Path(pattern=ID_PATTERN, description="The customer's id.")]
 NO_FILTER = SegmentFilter()
+NO_ATTRIBUTES = TargetingAttributes()
 UNAVAILABLE = {503: {"description": "Elasticsearch is unavailable and the answer is not cached; see Retry-After."}}
 
 
@@ -29,20 +32,21 @@ def json_response(body: object) -> Response:
     return Response(orjson.dumps(body), media_type="application/json")
 
 
-def segment_filter(
-    segment_types: list[str],
-    store_id: str | None,
-    category: str | None,
-    city: str | None,
-    country: str | None,
-    labels: list[str],
-) -> SegmentFilter:
+def segment_filter(segment_types: list[str], attributes: TargetingAttributes, labels: list[str]) -> SegmentFilter:
     try:
-        return SegmentFilter.of(
-            segment_types=segment_types, store_id=store_id, category=category, city=city, country=country, labels=labels
-        )
+        return SegmentFilter.of(segment_types=segment_types, attributes=attributes, labels=labels)
     except InvalidLabelFilter as error:
         raise invalid_input([{"field": "label", "message": str(error)}]) from error
+
+
+def targeting_filters(given: dict[str, str]) -> TargetingAttributes:
+    """The attribute filters of a query string, checked like the batch body's (422 naming the field)."""
+    if not given:
+        return NO_ATTRIBUTES
+    try:
+        return TargetingAttributes.model_validate(given)
+    except ValidationError as error:
+        raise invalid_input(validation_details(list(error.errors()), prefix=("query",))) from error
 
 
 def _query_parameter(name: str, description: str, repeatable: bool = False) -> dict[str, object]:
@@ -55,10 +59,7 @@ def _query_parameter(name: str, description: str, repeatable: bool = False) -> d
 # nothing is lost; the OpenAPI document still describes them.
 FILTER_PARAMETERS = [
     _query_parameter("segment_type", "Any of these types.", repeatable=True),
-    _query_parameter("store_id", "The segment's store_id equals this."),
-    _query_parameter("category", "The segment's category equals this."),
-    _query_parameter("city", "The segment's city equals this."),
-    _query_parameter("country", "The segment's country equals this."),
+    *(_query_parameter(name, f"The segment's {name} equals this.") for name in TARGETING_ATTRIBUTES),
     _query_parameter("label", "key:value; all must match.", repeatable=True),
 ]
 SINGLE_VALUED = [p["name"] for p in FILTER_PARAMETERS if p["schema"]["type"] != "array"]
@@ -69,14 +70,8 @@ def query_filter(request: Request) -> SegmentFilter:
     if not query:
         return NO_FILTER
     one_value_each(query, SINGLE_VALUED)
-    return segment_filter(
-        query.getlist("segment_type"),
-        query.get("store_id"),
-        query.get("category"),
-        query.get("city"),
-        query.get("country"),
-        query.getlist("label"),
-    )
+    attributes = targeting_filters({name: query[name] for name in TARGETING_ATTRIBUTES if name in query})
+    return segment_filter(query.getlist("segment_type"), attributes, query.getlist("label"))
 
 
 CUSTOMER_ID_PARAMETER = {
@@ -115,7 +110,8 @@ async def customer_segments(request: Request) -> Response:
 async def customers_segments(body: CustomerSegmentsBatchRequest, state: State, _: ReadKey) -> Response:
     """Up to 1,000 customers at once: cached ones from Redis, the rest in one Elasticsearch request.
     All or nothing: with Elasticsearch unavailable, a batch with any uncached customer answers 503."""
-    selected = segment_filter(body.segment_type, body.store_id, body.category, body.city, body.country, body.label)
+    attributes = TargetingAttributes.model_validate(body.model_dump(include=set(TARGETING_ATTRIBUTES)))
+    selected = segment_filter(body.segment_type, attributes, body.label)
     found = await state.lookups.serialized_segments(list(dict.fromkeys(body.customer_ids)))
     archived = state.archived_segment_ids
     return json_response({"results": {c: selected.apply_serialized(s, archived) for c, s in found.items()}})

@@ -6,11 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from api.deps import AppState, ReadKey, State
+from api.auth import ReadKey
+from api.state import AppState, State
 from api.errors import ApiError, NotFound, invalid_input
-from api.lookup_schemas import SegmentMembersPage, SegmentMembership, SegmentStats
-from api.routes.lookups import UNAVAILABLE, CustomerId, json_response
-from api.segment_input import one_value_each
+from api.lookups.schemas import SegmentMembersPage, SegmentMembership, SegmentStats
+from api.lookups.routes import UNAVAILABLE, CustomerId, json_response
+from api.config.input import one_value_each
 from resources.serving.export import ExportCursor, InvalidCursor
 from resources.serving.reader import IndexGone
 from resources.names import ID_PATTERN
