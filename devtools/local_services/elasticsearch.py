@@ -25,7 +25,12 @@ from devtools.local_services.elasticsearch_install import (
     install_elasticsearch,
 )
 from devtools.local_services.layout import Layout
-from devtools.local_services.processes import managed_pid, pid_alive, poll_until, terminate
+from devtools.local_services.processes import (
+    managed_pid,
+    pid_alive,
+    poll_until,
+    terminate,
+)
 from devtools.local_services.service import ServiceError, ServiceState
 from devtools.local_services.system import (
     RunAs,
@@ -36,7 +41,13 @@ from devtools.local_services.system import (
     service_user,
     write_if_changed,
 )
-from devtools.local_services.urls import BIND_HOST, accepts_tcp, is_local_host, parse_elasticsearch_url, redact_url
+from devtools.local_services.urls import (
+    BIND_HOST,
+    accepts_tcp,
+    is_local_host,
+    parse_elasticsearch_url,
+    redact_url,
+)
 from resources.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -90,7 +101,7 @@ def _http_get(url: str, timeout: float) -> tuple[int, str] | None:
     """(status, body) of a GET, or None when nothing answers."""
     request = urllib.request.Request(url, headers={"Accept": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - local URL from settings
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
             return resp.status, resp.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode("utf-8", "replace")
@@ -264,7 +275,7 @@ def _launch(layout: Layout, user: RunAs, java_home: Path) -> None:
         "ES_TMPDIR": str(layout.es_tmp),
         "CLI_JAVA_OPTS": f"-Djava.io.tmpdir={layout.es_tmp}",
     }
-    # Through `env`, after runuser: runuser would set HOME to the service user's (nonexistent) home.
+    # Through `env`, after runuser, which sets HOME to the service user's (nonexistent) home.
     argv = user.wrap(["env", *(f"{key}={value}" for key, value in env.items()),
                       str(es_home(layout) / "bin" / "elasticsearch"), "-d", "-p", str(layout.es_pidfile)])
     layout.es_pidfile.unlink(missing_ok=True)  # so that a stale pid is never taken for the new node

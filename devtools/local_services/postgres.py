@@ -14,7 +14,12 @@ import time
 from pathlib import Path
 
 from devtools.local_services.layout import Layout
-from devtools.local_services.processes import managed_pid, pid_alive, poll_until
+from devtools.local_services.processes import (
+    managed_pid,
+    pid_alive,
+    poll_until,
+    terminate,
+)
 from devtools.local_services.service import ServiceError, ServiceState
 from devtools.local_services.system import (
     RunAs,
@@ -25,7 +30,14 @@ from devtools.local_services.system import (
     service_user,
     write_if_changed,
 )
-from devtools.local_services.urls import BIND_HOST, PostgresTarget, accepts_tcp, is_local_host, parse_postgres_url, redact_url
+from devtools.local_services.urls import (
+    BIND_HOST,
+    PostgresTarget,
+    accepts_tcp,
+    is_local_host,
+    parse_postgres_url,
+    redact_url,
+)
 from resources.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -57,8 +69,10 @@ def render_postgres_bootstrap_sql(target: PostgresTarget) -> str:
     role = quote_literal(target.user)
     password = f"PASSWORD {quote_literal(target.password)}" if target.password else "PASSWORD NULL"
     lines = [
-        f"SELECT format('CREATE ROLE %I LOGIN', {role}) "
-        f"WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {role}) \\gexec",
+        (
+            f"SELECT format('CREATE ROLE %I LOGIN', {role}) "
+            f"WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {role}) \\gexec"
+        ),
         # Our private cluster: keep the password in step with the URL.
         f"ALTER ROLE {quote_ident(target.user)} LOGIN {password};",
     ]
@@ -294,8 +308,6 @@ def _stop(pid: int, layout: Layout) -> None:
     """pg_ctl's fast shutdown; SIGTERM (PostgreSQL's smart shutdown) when its binaries are gone."""
     bindir = _newest_bindir()
     if bindir is None:
-        from devtools.local_services.processes import terminate
-
         terminate(pid, str(layout.pg_data), PG_STOP_TIMEOUT_S, PG)
         return
     run_checked(

@@ -32,14 +32,18 @@ def poll_until(
     `pause` is the sleep between calls, or a function of the last result that gives it.
     """
 
+    def last_result(state: RetryCallState) -> R:
+        assert state.outcome is not None  # tenacity sets it once an attempt has run
+        return state.outcome.result()
+
     def pause_after(state: RetryCallState) -> float:
-        return pause(state.outcome.result()) if callable(pause) else pause  # type: ignore[union-attr]
+        return pause(last_result(state)) if callable(pause) else pause
 
     retrying = Retrying(
         stop=stop_after_delay(timeout),
         wait=pause_after,
         retry=retry_if_result(lambda result: not until(result)),
-        retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
+        retry_error_callback=last_result,
     )
     return retrying(probe)
 

@@ -66,6 +66,8 @@ def draw_dirty_rows(
     orders: OrderStream,
     start: date,
 ) -> DirtyRows:
+    """Without dirt (`dirty_fraction == 0`) the orders keep their drawn customer and store, and the dirty
+    rows' generator is not used at all."""
     if dirty_fraction <= 0:
         no_customers = InvalidCustomers(ids=[], signup_us=np.zeros(0, np.int64), city=np.zeros(0, np.int64))
         clean_keys = OrderKeys(

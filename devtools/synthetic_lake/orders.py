@@ -34,7 +34,9 @@ class OrderStream:
         return int(self.customer.size)
 
 
-def draw_orders(rng: np.random.Generator, population: Population, stores: Stores, start: date, days: int) -> OrderStream:
+def draw_orders(
+    rng: np.random.Generator, population: Population, stores: Stores, start: date, days: int
+) -> OrderStream:
     """Orders in [start 00:00 UTC, start + days 00:00 UTC), never before the customer's signup. The draws
     are made in a fixed order from `rng`: changing that order changes every row."""
     start_us = day_start_us(start)
@@ -87,7 +89,9 @@ def _draw_order_days(
     return np.clip(np.searchsorted(day_weight_cumsum, target, side="right") - 1, first_day, last_day)
 
 
-def _draw_order_stores(rng: np.random.Generator, customer: np.ndarray, population: Population, stores: Stores) -> np.ndarray:
+def _draw_order_stores(
+    rng: np.random.Generator, customer: np.ndarray, population: Population, stores: Stores
+) -> np.ndarray:
     """The customer's favourite store, else a store of their own city, else any store (by popularity)."""
     n = customer.size
     r = rng.random(n)

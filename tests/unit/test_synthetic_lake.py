@@ -1,4 +1,4 @@
-"""`devtools.synthetic_lake`: the raw lake of SPEC 3 as written by `segmentation lake generate` (SPEC 6)."""
+"""`devtools.synthetic_lake`: the raw lake as written by `segmentation lake generate`."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def test_layout_schema_and_types(clean):
     assert len(files) == DAYS
     for f in files:
         assert pq.read_schema(f).remove_metadata() == ORDERS_SCHEMA
-    # Exactly the column names and types of SPEC 3.
+    # Exactly the column names and types of the raw lake's layout.
     assert [(f.name, str(f.type)) for f in ORDERS_SCHEMA] == [
         ("order_id", "string"),
         ("customer_id", "string"),
