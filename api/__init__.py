@@ -1,1 +1,1 @@
-"""The HTTP API (SPEC 7): thin routes over the shared readers and the config store."""
+"""The HTTP API: thin routes over the shared readers and the config store."""

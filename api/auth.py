@@ -84,7 +84,7 @@ def key_checked_first(*, admin: bool) -> type[APIRoute]:
     then that the body is JSON (415 otherwise).
 
     FastAPI reads a body before any dependency runs, so a body that is not JSON was a 422 before a
-    missing key was a 401 (SPEC 7: 401). The routes' own `ReadKey`/`AdminKey` still run (answered
+    missing key was a 401 (a 401 is owed). The routes' own `ReadKey`/`AdminKey` still run (answered
     from the key cache) and document the key in OpenAPI. Only POST, PUT and PATCH are checked here:
     the others carry no body. This check reads the app's state directly, so overriding the key
     dependencies (`app.dependency_overrides`) does not reach it."""

@@ -1,1 +1,1 @@
-"""The `segmentation` command line (SPEC 6)."""
+"""The `segmentation` command line."""

@@ -82,7 +82,7 @@ def lake_generate(
     seed: int = 42,
     end: Annotated[Optional[str], typer.Option(help="Last day with orders, YYYY-MM-DD; default yesterday (UTC).")] = None,
 ) -> None:
-    """Write a deterministic, realistic synthetic raw lake (SPEC 3)."""
+    """Write a deterministic, realistic synthetic raw lake."""
     from devtools.synthetic_lake import generate_lake
 
     end_date = date.fromisoformat(end) if end else datetime.now(timezone.utc).date() - timedelta(days=1)

@@ -82,7 +82,7 @@ def _valid_keys(partitions_def: dg.TimeWindowPartitionsDefinition) -> str:
 
 
 def _key_shape(fmt: str) -> str:
-    """`%Y-%m-%d` -> `YYYY-MM-DD`; hourly `%Y-%m-%d-%H:%M` -> `YYYY-MM-DD-HH:00` (SPEC 4)."""
+    """`%Y-%m-%d` -> `YYYY-MM-DD`; hourly `%Y-%m-%d-%H:%M` -> `YYYY-MM-DD-HH:00`."""
     for directive, placeholder in (("%Y", "YYYY"), ("%m", "MM"), ("%d", "DD"), ("%H", "HH"), ("%M", "00")):
         fmt = fmt.replace(directive, placeholder)
     return fmt

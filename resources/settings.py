@@ -1,4 +1,4 @@
-"""Every setting of the platform, read from `SEGMENTATION_*` environment variables (SPEC 2)."""
+"""Every setting of the platform, read from `SEGMENTATION_*` environment variables."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     lookup_generation_refresh_seconds: float = Field(default=1.0, ge=0, le=60)
     lookup_near_cache_entries: int = Field(default=10_000, ge=0)  # per API process; 0 turns it off
 
-    # SPEC 7: archived segments leave lookups within 60 s; each API process re-reads them this often.
+    # Archived segments leave lookups within 60 s; each API process re-reads them this often.
     archived_refresh_seconds: float = Field(default=10.0, gt=0, le=50)
 
 

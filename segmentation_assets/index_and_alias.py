@@ -1,4 +1,4 @@
-"""Publishing a calculation: a new verified index, then an atomic alias switch (SPEC 1, 8).
+"""Publishing a calculation: a new verified index, then an atomic alias switch.
 
 The index step takes the type's ingestion lock and, when the same run goes on to the alias step,
 hands it over, so a run's load, verification and switch form one critical section: two ingestions

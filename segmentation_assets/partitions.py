@@ -1,4 +1,4 @@
-"""Time partitions of every segment type: daily by default, hourly by setting (SPEC 4)."""
+"""Time partitions of every segment type: daily by default, hourly by setting."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Rollback: points a type's aliases back at the previous (or a named) retained index (SPEC 6).
+"""Rollback: points a type's aliases back at the previous (or a named) retained index.
 
 `segmentation rollback` and the `rollback_alias` Dagster job share `roll_back_type`; both take the
 type's ingestion lock, so a rollback never interleaves with an ingestion of the type.

@@ -1,4 +1,4 @@
-"""Writes small hand-made raw lakes in the layout of SPEC 3, for tests."""
+"""Writes small hand-made raw lakes in the raw lake's layout, for tests."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""An independent, plain-Python reading of SPEC 3 and 4: what the Spark jobs must agree with.
+"""An independent, plain-Python reading of the lake's layout and the segment types' semantics (docs/reference.md): what the Spark jobs must agree with.
 
 It shares no code with `segmentation_assets`: it reads the lake with pyarrow and applies the
 contract's words directly, customer by customer, with datetime arithmetic.

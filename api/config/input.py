@@ -128,7 +128,7 @@ def label_filters(labels: list[str]) -> tuple[tuple[str, str], ...]:
 
 
 def one_value_each(query: QueryParams, names: Iterable[str]) -> None:
-    """A 422 naming the first of these parameters given more than once. SPEC 7 repeats only some
+    """A 422 naming the first of these parameters given more than once. The API repeats only some
     (`segment_type` on lookups, `label`); for the others, FastAPI would silently keep the last."""
     for name in names:
         if len(query.getlist(name)) > 1:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_origin
+from typing import Annotated, Any, Literal, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from resources.targeting import TargetingAttributes
-from typing_extensions import Annotated
-
 from resources.config_store.segments import AuditEntry, Labels, SegmentStatus
-from resources.config_store.segments import Segment as SegmentPublic  # the stored segment is the public shape
+from resources.config_store.segments import (
+    Segment as SegmentPublic,  # the stored segment is the public shape
+)
+from resources.targeting import TargetingAttributes
 
 # One line of printable text; a description may span lines. PostgreSQL text holds no NUL either way.
 SegmentName = Annotated[

@@ -9,17 +9,15 @@ about PostgreSQL's health.
 
 from __future__ import annotations
 
-import math
-import time
+import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from fastapi.concurrency import run_in_threadpool
-from purgatory import AsyncCircuitBreakerFactory
-from purgatory.domain.model import OpenedState
+import anyio.to_thread
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from resources.circuit_breaker import CircuitOpen, Circuits
 from resources.names import POSTGRESQL_CIRCUIT
 
 T = TypeVar("T")
@@ -36,28 +34,26 @@ class ConfigStoreUnavailable(Exception):
         self.retry_after_seconds = retry_after_seconds
 
 
-def _is_healthy_answer(error: BaseException) -> bool:
-    return not isinstance(error, DATABASE_UNREACHABLE)
+def _is_unreachable(error: Exception) -> bool:
+    return isinstance(error, DATABASE_UNREACHABLE)
 
 
 class ConfigStoreGuard:
-    def __init__(self, breakers: AsyncCircuitBreakerFactory | None = None, *, open_seconds: float = DEFAULT_OPEN_SECONDS) -> None:
-        self._breakers = breakers or AsyncCircuitBreakerFactory(default_ttl=open_seconds)
-        self._open_seconds = open_seconds
-        self._breaker: Any = None
+    def __init__(self, circuits: Circuits | None = None, *, open_seconds: float = DEFAULT_OPEN_SECONDS) -> None:
+        circuits = circuits or Circuits(open_seconds=open_seconds)
+        self._circuit = circuits.get(
+            POSTGRESQL_CIRCUIT, failures=FAILURES_TO_OPEN, open_seconds=open_seconds, is_failure=_is_unreachable
+        )
 
     async def run(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """`call(*args, **kwargs)` in a worker thread; `ConfigStoreUnavailable` when PostgreSQL cannot answer."""
-        if self._breaker is None:
-            self._breaker = await self._breakers.get_breaker(
-                POSTGRESQL_CIRCUIT, threshold=FAILURES_TO_OPEN, ttl=self._open_seconds, exclude=[(Exception, _is_healthy_answer)]
-            )
+        in_thread = functools.partial(anyio.to_thread.run_sync, functools.partial(call, *args, **kwargs))
         try:
-            async with self._breaker:
-                return await run_in_threadpool(call, *args, **kwargs)
-        except OpenedState as open_state:
-            retry_after = max(1, math.ceil(open_state.opened_at + self._open_seconds - time.time()))
-            raise ConfigStoreUnavailable("the config store (PostgreSQL) is unavailable; try again", retry_after) from None
+            return await self._circuit.call(in_thread)
+        except CircuitOpen as open_circuit:
+            raise ConfigStoreUnavailable(
+                "the config store (PostgreSQL) is unavailable; try again", open_circuit.retry_after_seconds
+            ) from None
         except DATABASE_UNREACHABLE as error:
             raise ConfigStoreUnavailable(
                 f"the config store (PostgreSQL) is unavailable ({type(error).__name__}); try again", 1

@@ -9,12 +9,11 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
-from typing_extensions import Annotated
 
 from resources.config_store.models import SegmentAuditRow, SegmentRow
 from resources.targeting import TARGETING_ATTRIBUTES, TargetingAttributes

@@ -1,4 +1,4 @@
-"""Old calculation results leave the lake after a retention period (SPEC 5).
+"""Old calculation results leave the lake after a retention period.
 
 On S3 a bucket lifecycle rule expires them, so nothing has to run; on a local lake the
 calculation asset removes the folders past the period after each run.

@@ -8,7 +8,6 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-RAW_TABLES = ("customers", "stores", "orders")
 MANIFEST_NAME = "_manifest.json"
 
 

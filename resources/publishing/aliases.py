@@ -7,7 +7,7 @@ below the highest generation recorded there, so a Redis that lost its data canno
 generation again.
 
 Nothing moves unless Redis answers first; a switch that Redis then cannot give a generation is
-undone, so the failed publish leaves the previous calculation served (SPEC 8), and publishing
+undone, so the failed publish leaves the previous calculation served, and publishing
 again switches anew. An index served without a generation (the undo failed too) is given one when
 it is published again. Once the aliases have moved and the generation is given, the publish has
 happened: what fails after that (recording the generation in `_meta`, retention) is reported in
@@ -156,7 +156,7 @@ def _undo_switch(
 
 
 def _servable(writer: SegmentIndexWriter, segment_type: str, index: str) -> SegmentIndex:
-    # By name first: on a cluster that prefixes share (SPEC 2), another deployment's index can hold
+    # By name first: on a cluster that prefixes share, another deployment's index can hold
     # the same type, verified, and its own retention would delete it from under this alias.
     if not is_index_name(writer.prefix, index, segment_type):
         raise PublicationRefused(f"{index} is not a {segment_type} calculation's index under prefix {writer.prefix!r}")

@@ -1,4 +1,4 @@
-"""One calculation into a new index: load, tolerate what the settings allow, verify (SPEC 1, 8).
+"""One calculation into a new index: load, tolerate what the settings allow, verify.
 
 Readers never see this index until `publication.publish_index` moves the aliases to it, and only
 an index verified here can be published. An index whose load or verification failed is deleted;

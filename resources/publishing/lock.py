@@ -1,4 +1,4 @@
-"""A Redis lock per segment type: two ingestions of one type never run at once (SPEC 8).
+"""A Redis lock per segment type: two ingestions of one type never run at once.
 
 redis-py's `Lock` gives the token (only its holder can release it), the expiry (a crashed holder
 cannot block forever) and the atomic renewal; a thread renews it while the holder works, and

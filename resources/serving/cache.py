@@ -30,13 +30,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import redis.asyncio as aioredis
-from purgatory import AsyncCircuitBreakerFactory
-from purgatory.domain.model import OpenedState
 from redis.exceptions import RedisError
 
+from resources.circuit_breaker import CircuitOpen, Circuits
 from resources.names import REDIS_CIRCUIT, generation_key
 from resources.serving.metrics import CACHE_ERRORS, CACHE_LOOKUPS
 
@@ -121,7 +120,7 @@ class LookupCache:
         client: aioredis.Redis,
         prefix: str,
         *,
-        breakers: AsyncCircuitBreakerFactory,
+        breakers: Circuits,
         ttl_seconds: int,
         refresh_seconds: float,
         generation_file: GenerationFile,
@@ -129,8 +128,7 @@ class LookupCache:
         self._redis = client
         self._set_many = client.register_script(_SET_MANY)
         self._prefix = prefix
-        self._breakers = breakers
-        self._breaker: Any = None
+        self._circuit = breakers.get(REDIS_CIRCUIT)
         self._ttl = ttl_seconds
         self._refresh = refresh_seconds
         self._file = generation_file
@@ -141,12 +139,9 @@ class LookupCache:
 
     async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> tuple[bool, T | None]:
         """(True, the call's answer), or (False, None) when Redis failed or its breaker is open (counted)."""
-        if self._breaker is None:
-            self._breaker = await self._breakers.get_breaker(REDIS_CIRCUIT)
         try:
-            async with self._breaker:
-                return True, await call()
-        except (OpenedState, RedisError, OSError, TimeoutError):
+            return True, await self._circuit.call(call)
+        except (CircuitOpen, RedisError, OSError, TimeoutError):
             CACHE_ERRORS.labels(operation).inc()
             return False, None
 

@@ -1,4 +1,4 @@
-"""Paging through every member of a segment once, in a stable order (SPEC 7).
+"""Paging through every member of a segment once, in a stable order.
 
 Order: chunk documents by `chunk`, ids within a chunk sorted. The cursor names the concrete
 index it started on, so a page sequence goes on reading the same calculation even after the alias

@@ -49,7 +49,7 @@ BREAKER_STATE = Gauge(
     ["circuit"],
     multiprocess_mode="max",  # across workers: the worst state any worker is in
 )
-BREAKER_STATES = {"closed": 0, "half-opened": 1, "opened": 2}
+BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 
 
 def prepare_multiprocess_dir() -> Path:

@@ -1,7 +1,7 @@
 """Every Elasticsearch request of the API runs inside a time budget and behind a circuit breaker.
 
 A request that fails, times out, finds the breaker open or answers from only some of its shards
-raises `SearchUnavailable`, which the API answers with 503 and `Retry-After` (SPEC 8: fail fast
+raises `SearchUnavailable`, which the API answers with 503 and `Retry-After` (fail fast
 rather than hang). The client's own retries (`max_retries`) happen inside the budget, so a retry
 never makes a request slower than it.
 """
@@ -9,7 +9,6 @@ never makes a request slower than it.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -17,9 +16,8 @@ from typing import Any, TypeVar
 import elastic_transport
 from elasticsearch import ApiError, AsyncElasticsearch
 from elasticsearch.serializer import OrjsonSerializer
-from purgatory import AsyncCircuitBreakerFactory
-from purgatory.domain.model import OpenedState
 
+from resources.circuit_breaker import CircuitOpen, Circuits
 from resources.names import ELASTICSEARCH_CIRCUIT, POSTGRESQL_CIRCUIT, REDIS_CIRCUIT
 from resources.serving.metrics import BREAKER_STATE, BREAKER_STATES, SEARCH_LATENCY
 
@@ -53,6 +51,10 @@ def _is_client_error(error: ApiError) -> bool:
     return 400 <= error.meta.status < 500 and error.meta.status != 429
 
 
+def _is_cluster_failure(error: Exception) -> bool:
+    return not (isinstance(error, ApiError) and _is_client_error(error))
+
+
 def search_client(url: str, budget_seconds: float) -> AsyncElasticsearch:
     # One quick retry on a dropped connection; never more than the budget in total (see `run`).
     return AsyncElasticsearch(
@@ -65,62 +67,47 @@ def search_client(url: str, budget_seconds: float) -> AsyncElasticsearch:
     )
 
 
-def breaker_factory(failures: int, open_seconds: float) -> AsyncCircuitBreakerFactory:
-    """One factory per process for every dependency; its state changes go to the breaker gauge."""
-    factory = AsyncCircuitBreakerFactory(default_threshold=failures, default_ttl=open_seconds)
+def breaker_factory(failures: int, open_seconds: float) -> Circuits:
+    """The circuits of one process, one per dependency; their states go to the breaker gauge."""
 
-    def on_event(circuit: str, event_name: str, event: Any) -> None:
-        if event_name == "state_changed":
-            BREAKER_STATE.labels(circuit).set(BREAKER_STATES.get(event.state, 0))
-        elif event_name == "circuit_breaker_created":
-            BREAKER_STATE.labels(circuit).set(0)
+    def on_state(circuit: str, state: str) -> None:
+        BREAKER_STATE.labels(circuit).set(BREAKER_STATES.get(state, 0))
 
-    factory.add_listener(on_event)
     for circuit in (ELASTICSEARCH_CIRCUIT, REDIS_CIRCUIT, POSTGRESQL_CIRCUIT):  # shown from the start, not from first use
         BREAKER_STATE.labels(circuit).set(0)
-    return factory
-
-
-def retry_after(open_state: OpenedState, open_seconds: float) -> int:
-    return max(1, math.ceil(open_state.opened_at + open_seconds - time.time()))
+    return Circuits(failures=failures, open_seconds=open_seconds, on_state=on_state)
 
 
 class SearchGuard:
-    def __init__(self, breakers: AsyncCircuitBreakerFactory, *, budget_seconds: float, open_seconds: float) -> None:
-        self._breakers = breakers
+    def __init__(self, breakers: Circuits, *, budget_seconds: float, open_seconds: float) -> None:
+        self._circuit = breakers.get(ELASTICSEARCH_CIRCUIT, open_seconds=open_seconds, is_failure=_is_cluster_failure)
         self._budget = budget_seconds
-        self._open_seconds = open_seconds
-        self._breaker: Any = None
 
     @property
     def budget_seconds(self) -> float:
         return self._budget
 
-    async def _circuit(self) -> Any:
-        if self._breaker is None:
-            self._breaker = await self._breakers.get_breaker(
-                ELASTICSEARCH_CIRCUIT, exclude=[(ApiError, _is_client_error)]
-            )
-        return self._breaker
-
     async def run(self, operation: str, call: Callable[[], Awaitable[T]], *, budget_seconds: float | None = None) -> T:
-        breaker = await self._circuit()
         budget = budget_seconds or self._budget
         started = time.perf_counter()
         outcome = "error"
+
+        async def answered() -> T:
+            async with asyncio.timeout(budget):
+                result = await call()
+            if failed := _failed_shards(result):
+                raise PartialAnswer(failed)  # inside the breaker: failing shards are a sick cluster
+            return result
+
         try:
-            async with breaker:
-                async with asyncio.timeout(budget):
-                    result = await call()
-                if failed := _failed_shards(result):
-                    raise PartialAnswer(failed)  # inside the breaker: failing shards are a sick cluster
+            result = await self._circuit.call(answered)
             outcome = "ok"
             return result
-        except OpenedState as open_state:
+        except CircuitOpen as open_circuit:
             outcome = "breaker_open"
             raise SearchUnavailable(
                 "Elasticsearch is unavailable (circuit open); answers not in the cache cannot be served",
-                retry_after(open_state, self._open_seconds),
+                open_circuit.retry_after_seconds,
             ) from None
         except PartialAnswer as partial:
             outcome = "partial"

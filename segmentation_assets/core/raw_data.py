@@ -1,6 +1,6 @@
 """The raw lake as Spark sees it for one evaluation time T, with rows that fail quality rules set aside.
 
-SPEC 3: rows with an invalid id, a null key column or an order at an unknown store are counted
+Rows with an invalid id, a null key column or an order at an unknown store are counted
 per reason, reported, and left out. Cancelled orders are valid rows; they just never count.
 Orders without a valid status or time, or with an amount that is not finite (or is beyond
 `MAX_ORDER_AMOUNT`), are left out and reported too: no segment could count them, and such an
@@ -48,7 +48,7 @@ class QualityReport:
 
 
 def _as_timestamp(column: str, data_type: T.DataType) -> Column:
-    """A timestamp column of the lake as a timestamp of the session's time zone (UTC, as SPEC 3's are).
+    """A timestamp column of the lake as a timestamp of the session's time zone (UTC, as the lake's are).
 
     Written without a time zone (pandas' naive datetimes), it reads as TIMESTAMP_NTZ: cast, each
     instant kept. Written in nanoseconds, it reads as nanoseconds since the epoch (a long, see

@@ -52,7 +52,7 @@ def s3a_settings(endpoint_url: str | None) -> dict[str, str]:
     return settings
 
 
-# What every session that runs a segment job needs, here and on EMR: windows in UTC (SPEC 3), and
+# What every session that runs a segment job needs, here and on EMR: windows in UTC, and
 # Parquet timestamps in nanoseconds (pandas writes them), which Spark refuses, read as longs that
 # `segmentation_assets.core.raw_data` turns into microseconds.
 JOB_SQL_SETTINGS = {"spark.sql.session.timeZone": "UTC", "spark.sql.legacy.parquet.nanosAsLong": "true"}

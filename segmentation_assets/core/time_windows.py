@@ -21,11 +21,6 @@ def to_micros(moment: datetime) -> int:
     delta = moment.astimezone(timezone.utc) - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
-
-def micros_before_as_of(as_of_micros: int, days: int) -> int:
-    return as_of_micros - days * DAY_MICROS
-
-
 def age_days(timestamp_column: str, as_of_micros: int) -> Column:
     """Whole days, rounded up, from the timestamp to T; 1 for anything in the last day before T."""
     from pyspark.sql import functions as F

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from elasticsearch import AsyncElasticsearch
 
-from resources import segment_reader
+from resources.serving import reader as segment_reader
 from resources.serving.search_guard import SearchGuard, breaker_factory
 from resources.serving.reader import SegmentReader
 from resources.settings import Settings

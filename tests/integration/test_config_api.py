@@ -1,4 +1,4 @@
-"""Segment config management (SPEC 7) on real PostgreSQL: keys and scopes, create, read, update
+"""Segment config management on real PostgreSQL: keys and scopes, create, read, update
 with If-Match, archive, list, audit, bad input, and archived segments leaving lookups."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Hourly partitions end to end (SPEC 4: "hourly partitions `YYYY-MM-DD-HH:00` work the same
+"""Hourly partitions end to end ("hourly partitions `YYYY-MM-DD-HH:00` work the same
 way"): T is the end of the hour, and the calculation, its index and its alias follow the key."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from resources.config_store.database import session_factory
 from resources.config_store.segments import SegmentRepository
 from resources.lake.storage import Lake
 from resources.settings import Settings
-from resources.publishing.results_reader import read_manifest
+from resources.lake.manifest import read_manifest
 from tests.integration.publishing import lookup, writer
 from tests.lake_builder import write_lake
 from tests.reference import ReferenceLake
@@ -72,5 +72,5 @@ def test_an_hourly_partition_is_evaluated_at_the_end_of_its_hour_and_served(hour
     results = lake.results_dir(TYPE, PARTITION)
     assert results.endswith(f"segments/{TYPE}/2026-11-25-13_00")  # Hadoop paths hold no `:` (README)
     manifest = read_manifest(lake, results)
-    assert manifest["partition_key"] == PARTITION
-    assert datetime.fromisoformat(manifest["as_of"]) == T
+    assert manifest.partition_key == PARTITION
+    assert datetime.fromisoformat(manifest.as_of) == T

@@ -1,4 +1,4 @@
-"""Two ingestions of one type never run at once (SPEC 8): the Redis lock on the real Redis, and two
+"""Two ingestions of one type never run at once: the Redis lock on the real Redis, and two
 real ingestions started together."""
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import redis
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
-from resources import lookup_cache
+from resources.serving import cache as lookup_cache
 from resources.serving.cache import GenerationFile, LookupCache
 from resources.serving.search_guard import breaker_factory
 from resources.settings import Settings

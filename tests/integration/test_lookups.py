@@ -1,4 +1,4 @@
-"""Lookups of SPEC 7 on the real servers, over memberships published straight through the index
+"""Lookups on the real servers, over memberships published straight through the index
 writer: small chunk documents, so that every segment of some size spans several of them.
 
 Expected answers are computed here, from the memberships the test wrote, with none of the
@@ -141,7 +141,7 @@ def test_filters(served, params, keep) -> None:
     "params, field",
     [
         ({"label": "no-colon"}, "label"),
-        # Only `segment_type` and `label` repeat (SPEC 7); another filter given twice is refused, not
+        # Only `segment_type` and `label` repeat; another filter given twice is refused, not
         # silently read as its last value.
         ({"store_id": ["s1", "s2"]}, "store_id"),
         ({"segment_type": ["new_customers", "high_spenders"], "country": ["ES", "PT"]}, "country"),

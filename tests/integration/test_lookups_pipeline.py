@@ -1,4 +1,4 @@
-"""Every lookup of SPEC 7 after the real pipeline (Spark, Dagster, index, alias switch) over a
+"""Every lookup after the real pipeline (Spark, Dagster, index, alias switch) over a
 generated lake, against the independent reference (`tests.reference`).
 
 Chunk documents are made small, so that the bigger segments span dozens of them.

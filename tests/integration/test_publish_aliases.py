@@ -134,7 +134,7 @@ def test_rollback_and_roll_forward(namespace, instance, cli) -> None:
     missing = cli("rollback", "--segment-type", TYPE, "--to", f"{namespace.index_prefix}-{TYPE}-2026-11-09-deadbeef")
     assert missing.exit_code == 1 and "does not exist" in missing.output
     # Only this deployment's indices of the type: not an alias, another type's, nor another prefix's,
-    # even one verified and of the same type (SPEC 2: prefixes share a cluster).
+    # even one verified and of the same type (prefixes share a cluster).
     foreign = f"{namespace.index_prefix}x-{TYPE}-2026-11-05-abcdef12"
     es.indices.create(index=foreign, mappings={"_meta": {"segment_type": TYPE, "verified": True}})
     try:

@@ -20,7 +20,7 @@ from resources.config_store.segments import SegmentRepository
 from segmentation_assets.instance import dagster_instance
 from resources.lake.storage import Lake
 from resources.names import generation_key
-from resources.publishing.results_reader import read_manifest
+from resources.lake.manifest import read_manifest
 from resources.settings import Settings, get_settings
 from segmentation_assets.index_and_alias import alias_key, index_key
 from tests.integration.publishing import TYPE, lock_holder, served, writer
@@ -68,10 +68,10 @@ def test_segmentation_run_publishes_a_verified_index_and_the_sensor_does_not_rep
     assert outcome.success, "\n".join(outcome.summary_lines)
     built, published = latest_metadata(instance, index_key(TYPE)), latest_metadata(instance, alias_key(TYPE))
     manifest = read_manifest(Lake(settings.lake_uri), Lake(settings.lake_uri).results_dir(TYPE, PARTITION))
-    assert built["memberships"] == sum(s["member_count"] for s in manifest["segments"]) == 29  # c1..c30 but c2
+    assert built["memberships"] == manifest.total_members == 29  # c1..c30 but c2
     assert built["segments"] == 2 and built["bytes"] > 0 and built["previous_index"] == "none"
     # Only active segments are computed: the paused and the archived one would have members.
-    assert {s["segment_id"] for s in manifest["segments"]} == {made["a month, no order"], made["nobody"]}
+    assert {s.segment_id for s in manifest.segments} == {made["a month, no order"], made["nobody"]}
     assert served(settings) == [built["index"]] == [published["index"]]
     assert published["generation"] == int(redis.Redis.from_url(settings.redis_url).get(generation_key(settings.index_prefix)))
     counts = writer(settings).segment_counts(built["index"])

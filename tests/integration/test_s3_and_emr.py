@@ -22,13 +22,13 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from cli.runs import materialize_partition
-from resources import emr_runner
+from segmentation_assets import emr_runner
 from resources.config_store.api_keys import ApiKeyRepository
 from resources.config_store.database import session_factory
 from resources.config_store.segments import SegmentRepository
 from resources.lake.storage import Lake
 from resources.lake.retention import LIFECYCLE_RULE_ID
-from resources.publishing.results_reader import read_manifest
+from resources.lake.manifest import read_manifest
 from resources.settings import Settings
 from devtools.synthetic_lake import generate_lake
 from segmentation_assets.core.segment_types import SEGMENT_TYPES
@@ -133,7 +133,7 @@ def test_segmentation_run_over_a_lake_on_s3(namespace: Settings, local_copy: Ref
 
     lake = Lake(settings.lake_uri)
     manifest = read_manifest(lake, lake.results_dir("frequent_buyers", PARTITION))
-    assert {s["segment_id"] for s in manifest["segments"]} == {i for i, (t, _) in created.items() if t == "frequent_buyers"}
+    assert {s.segment_id for s in manifest.segments} == {i for i, (t, _) in created.items() if t == "frequent_buyers"}
     rules = boto3.client("s3").get_bucket_lifecycle_configuration(Bucket="lake-cli")["Rules"]
     assert [r["Filter"]["Prefix"] for r in rules if r["ID"].startswith(LIFECYCLE_RULE_ID)] == ["lake/segments/"]
     _assert_served_as_reference(settings, created, local_copy)

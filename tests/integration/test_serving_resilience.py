@@ -1,4 +1,4 @@
-"""SPEC 8 on the real servers: Redis down, Elasticsearch down or hanging, recovery, restarts.
+"""The serving guarantees on the real servers: Redis down, Elasticsearch down or hanging, recovery, restarts.
 
 The API under test reaches Elasticsearch and Redis through TCP proxies that the tests cut, so
 the shared servers keep running for everyone else.

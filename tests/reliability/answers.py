@@ -78,7 +78,7 @@ class Observation:
 class Tally:
     right: int = 0
     wrong: int = 0
-    refused: int = 0  # 503: failed fast, as SPEC 8 allows when the answer is not cached
+    refused: int = 0  # 503: failed fast, as the guarantees allow when the answer is not cached
     other: int = 0  # any other status, or no answer at all: always a failure
     wrong_examples: list[Observation] = field(default_factory=list)
 

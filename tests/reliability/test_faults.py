@@ -1,4 +1,4 @@
-"""SPEC 8 end to end: the pipeline's publication (index and alias assets through Dagster) and the
+"""The guarantees end to end: the pipeline's publication (index and alias assets through Dagster) and the
 API (a real HTTP server) together, while one thing breaks. A poller looks customers up the whole
 time and every answer is judged against the calculations that may be served at that moment.
 

@@ -1,4 +1,4 @@
-"""JSON logs with a request id carried through, and no secret in any line (issue 7, SPEC 8).
+"""JSON logs with a request id carried through, and no secret in any line.
 
 The API under test runs on the real PostgreSQL, Elasticsearch and Redis; its log lines are read
 back from the stream the platform's handler writes to.

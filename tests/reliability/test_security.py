@@ -2,7 +2,7 @@
 before they reach Elasticsearch or SQL; keys revoked within the cache's life; secrets kept out
 of the repository, the logs and the answers.
 
-The routes come from the running app, so that a new route cannot be missed: SPEC 7 says which
+The routes come from the running app, so that a new route cannot be missed: docs/reference.md says which
 are public and which a read key may call, and every other route is expected to need admin.
 """
 
@@ -33,9 +33,9 @@ from tests.reliability.platform import make_keys, publish_calculation
 
 pytestmark = pytest.mark.integration
 
-# SPEC 7: no key needed here (and FastAPI's own documents of the API).
+# no key needed here (and FastAPI's own documents of the API).
 PUBLIC = {("GET", p) for p in ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")}
-# SPEC 7: a read key may call the lookups; an admin key may call everything.
+# a read key may call the lookups; an admin key may call everything.
 READ = {
     ("GET", "/v1/customers/{customer_id}/segments"),
     ("POST", "/v1/customers/segments:batch"),
@@ -113,7 +113,7 @@ def test_authorization_matrix_over_every_route(world) -> None:
     checked = 0
     for method, template in sorted(served_operations(client)):
         needs = "public" if (method, template) in PUBLIC else "read" if (method, template) in READ else "admin"
-        # A body that is not even JSON meets the key check first too (SPEC 7: 401, then 403).
+        # A body that is not even JSON meets the key check first too (401, then 403).
         bodies = [b"{}", b"not json"] if method in ("POST", "PATCH", "PUT") else [b""]
         for (who, authorization), body in ((c, b) for c in credentials.items() for b in bodies):
             response = call(client, method, template, authorization, body)
@@ -180,7 +180,7 @@ def test_a_chunked_body_is_cut_at_the_limit_too(world) -> None:
     assert within.status_code == 200
 
 
-# Ids that are not ids (SPEC 3): Elasticsearch patterns and lists, SQL, paths, control characters, too long.
+# Ids that are not ids: Elasticsearch patterns and lists, SQL, paths, control characters, too long.
 BAD_IDS = ["*", "_all", "seg-0,other-index", "a b", "x" * 129, "-leading", "ü", "1' OR '1'='1", "seg%00", "%2e%2e%2fetc"]
 
 
@@ -277,12 +277,12 @@ SECRET_SHAPES = {
     "private key": re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
 }
 URL_PASSWORD = re.compile(r"\b[a-z][a-z0-9+.]*://[^\s:/@'\"]*:([^\s@/'\"]+)@")
-# The local servers' default (SPEC 2: every setting has a working local default) and placeholders.
+# The local servers' default (every setting has a working local default) and placeholders.
 NOT_SECRETS = {"segmentation", "password", "pass", "secret", "***", "[redacted]"}
 
 
 def test_no_secret_is_kept_in_the_repository() -> None:
-    """Secrets come from the environment (SPEC 2 settings); the only password in the tree is the
+    """Secrets come from the environment (the settings); the only password in the tree is the
     local default of the servers `segmentation services up` installs on 127.0.0.1."""
     files = subprocess.run(["git", "ls-files"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True).stdout.split()
     found = []

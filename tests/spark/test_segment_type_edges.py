@@ -1,5 +1,5 @@
 """Each segment type on a hand-made lake whose rows sit on the window edges, with expected
-members written out by hand (SPEC 4). T = 2026-11-26T00:00Z, the end of partition 2026-11-25."""
+members written out by hand. T = 2026-11-26T00:00Z, the end of partition 2026-11-25."""
 
 from __future__ import annotations
 
@@ -170,7 +170,7 @@ def test_quality_report_counts_each_reason(lake: Path) -> None:
 
 @pytest.mark.parametrize(
     "timestamp_type",
-    # pandas writes naive datetimes (Spark: TIMESTAMP_NTZ, which SPEC 3 says are UTC), in nanoseconds
+    # pandas writes naive datetimes (Spark: TIMESTAMP_NTZ, which the lake's layout says are UTC), in nanoseconds
     [pa.timestamp("us"), pa.timestamp("ns", tz="UTC"), pa.timestamp("ns")],
     ids=["naive", "nanoseconds", "naive-nanoseconds"],
 )

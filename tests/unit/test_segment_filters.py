@@ -6,12 +6,18 @@ import orjson
 import pytest
 
 from resources.serving.filters import InvalidLabelFilter, SegmentFilter, parse_labels
+from resources.targeting import TARGETING_ATTRIBUTES, TargetingAttributes
 
 SEGMENTS = [
     {"segment_id": "s1", "segment_type": "new_customers", "city": "Madrid", "store_id": None, "category": None, "country": "ES", "labels": {"team": "growth"}},
     {"segment_id": "s2", "segment_type": "high_spenders", "city": None, "store_id": "st1", "category": "grocery", "country": None, "labels": {"team": "crm"}},
     {"segment_id": "s3", "segment_type": "high_spenders", "city": "Madrid", "store_id": "st1", "category": "pharmacy", "country": "ES", "labels": {"team": "growth", "tier": "a:b"}},
 ]
+
+
+def _filter(segment_types=(), labels=(), **attributes) -> SegmentFilter:
+    assert set(attributes) <= set(TARGETING_ATTRIBUTES)
+    return SegmentFilter.of(segment_types=segment_types, attributes=TargetingAttributes(**attributes), labels=labels)
 
 
 @pytest.mark.parametrize(
@@ -31,7 +37,7 @@ SEGMENTS = [
     ],
 )
 def test_filters_select_by_equality_and_all_labels(kwargs, expected) -> None:
-    assert [s["segment_id"] for s in SegmentFilter.of(**kwargs).apply(SEGMENTS, archived=())] == expected
+    assert [s["segment_id"] for s in _filter(**kwargs).apply(SEGMENTS, archived=())] == expected
 
 
 def test_archived_segments_are_left_out_even_without_filters() -> None:
@@ -43,7 +49,7 @@ def test_archived_segments_are_left_out_even_without_filters() -> None:
     [({}, ()), ({}, {"s2"}), ({"city": "Madrid"}, ()), ({"labels": ["team:growth"]}, {"s3"})],
 )
 def test_a_serialized_list_gives_the_same_answer_as_the_parsed_one(kwargs, archived) -> None:
-    selected = SegmentFilter.of(**kwargs)
+    selected = _filter(**kwargs)
     answer = orjson.dumps({"segments": selected.apply_serialized(orjson.dumps(SEGMENTS), archived)})
     assert orjson.loads(answer) == {"segments": selected.apply(SEGMENTS, archived)}
 

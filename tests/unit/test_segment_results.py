@@ -12,6 +12,7 @@ import pytest
 
 from resources.lake.storage import Lake
 from resources.publishing.index_writer import chunk_documents, chunk_documents_from_arrow
+from resources.lake.manifest import CalculationManifest
 from resources.publishing.results_reader import ResultsUnreadable, _sorted, _sorted_fixed_width, segment_documents
 from tests.integration.results_folder import write_results
 
@@ -53,7 +54,7 @@ def test_segments_come_back_whole_and_sorted_whatever_the_file_order(tmp_path: P
     rows = {"segment_id": ["a", "b", "a", "a"], "customer_id": ["c3", "c9", "c1", "c2"]}
     pq.write_table(pa.table(rows), folder / "part-00000.parquet")
 
-    documents = [orjson.loads(orjson.dumps(d)) for d in segment_documents(Lake(str(lake)), str(folder), manifest, 2)]
+    documents = [orjson.loads(orjson.dumps(d)) for d in segment_documents(Lake(str(lake)), str(folder), CalculationManifest.model_validate(manifest), 2)]
 
     got = {(d["segment_id"], d["chunk"]): d["customer_ids"] for d in documents}
     assert got == {("a", 0): ["c1", "c2"], ("a", 1): ["c3"], ("b", 0): ["c9"], ("zero", 0): []}
@@ -84,7 +85,7 @@ def test_segments_spread_over_row_groups_with_their_own_dictionaries_come_back_w
     for segment in manifest["segments"]:
         segment["member_count"] = len(members[segment["segment_id"]])
 
-    documents = [orjson.loads(orjson.dumps(d)) for d in segment_documents(lake, str(folder), manifest, 10_000)]
+    documents = [orjson.loads(orjson.dumps(d)) for d in segment_documents(lake, str(folder), CalculationManifest.model_validate(manifest), 10_000)]
 
     assert {d["segment_id"]: d["customer_ids"] for d in documents} == {s: sorted(ids) for s, ids in members.items()}
 
@@ -93,7 +94,7 @@ def test_a_membership_without_a_segment_id_makes_the_file_unreadable(tmp_path: P
     lake, folder, manifest = _one_results_file(tmp_path, {"segment_id": ["a", None, "a"], "customer_id": ["c1", "c2", "c3"]})
 
     with pytest.raises(ResultsUnreadable, match="part-00000.parquet has memberships without a segment_id"):
-        list(segment_documents(lake, str(folder), manifest, 10))
+        list(segment_documents(lake, str(folder), CalculationManifest.model_validate(manifest), 10))
 
 
 @pytest.mark.parametrize("string_type", [pa.string(), pa.large_string()])
@@ -140,7 +141,7 @@ def test_the_smallest_results_file_is_read_first(tmp_path: Path) -> None:
     for name, (segment, size) in zip(["part-00000", "part-00001", "part-00002"], [("big", 3000), ("small", 10), ("middle", 300)]):
         pq.write_table(pa.table({"segment_id": [segment] * size, "customer_id": [f"c{n:06d}" for n in range(size)]}), folder / f"{name}.parquet")
 
-    documents = list(segment_documents(lake, str(folder), manifest, 10_000))
+    documents = list(segment_documents(lake, str(folder), CalculationManifest.model_validate(manifest), 10_000))
 
     assert [d["segment_id"] for d in documents] == ["small", "middle", "big"]
     assert lake.parquet_files(str(folder)) == [str(folder / f"part-0000{n}.parquet") for n in range(3)]  # by name otherwise
