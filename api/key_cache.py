@@ -6,7 +6,12 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from resources.config_store.api_keys import ApiKey, ApiKeyRepository, ApiKeyUsage, hash_token
+from resources.config_store.api_keys import (
+    ApiKey,
+    ApiKeyRepository,
+    ApiKeyUsage,
+    hash_token,
+)
 from resources.config_store.guard import ConfigStoreGuard, ConfigStoreUnavailable
 
 # A revoked key stops working within this many seconds (the life of the in-process key cache).

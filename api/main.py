@@ -11,27 +11,33 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
-from api.middleware.body_limit import CONFIG_BODY_MAX_BYTES, DEFAULT_BODY_MAX_BYTES, RequestBodyLimit
-from api.key_cache import ApiKeyCache
-from api.state import AppState
-from api.openapi_errors import ADMIN_ERRORS, LOOKUP_ERRORS
+from api.config import routes as config_routes
 from api.errors import install_error_handlers
+from api.health import metrics as metrics_routes
+from api.health import routes as health_routes
+from api.key_cache import ApiKeyCache
+from api.lookups import members as member_routes
+from api.lookups import routes as lookup_routes
+from api.middleware.body_limit import (
+    CONFIG_BODY_MAX_BYTES,
+    DEFAULT_BODY_MAX_BYTES,
+    RequestBodyLimit,
+)
 from api.middleware.request_context import RequestContext
 from api.middleware.request_metrics import RequestMetrics
-from api.config import routes as config_routes
-from api.health import metrics as metrics_routes, routes as health_routes
-from api.lookups import members as member_routes, routes as lookup_routes
+from api.openapi_errors import ADMIN_ERRORS, LOOKUP_ERRORS
+from api.state import AppState
 from resources.config_store.api_keys import ApiKeyRepository
 from resources.config_store.database import engine_for, session_factory
 from resources.config_store.guard import ConfigStoreGuard
 from resources.config_store.segments import SegmentRepository
 from resources.json_logs import configure_logging
 from resources.serving.cache import GenerationFile, LookupCache
-from resources.serving.readiness import Readiness
-from resources.serving.search_guard import SearchGuard, breaker_factory, search_client
 from resources.serving.export import SegmentExport
 from resources.serving.lookups import SegmentLookups
 from resources.serving.reader import SegmentReader
+from resources.serving.readiness import Readiness
+from resources.serving.search_guard import SearchGuard, breaker_factory, search_client
 from resources.serving.served_state import keep_served_state
 from resources.settings import PROJECT_ROOT, Settings, get_settings
 

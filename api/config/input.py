@@ -9,17 +9,20 @@ import base64
 import binascii
 import math
 import re
-from collections.abc import Iterable
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
-from starlette.datastructures import QueryParams
 
-from api.errors import PreconditionRequired, invalid_field, invalid_input, validation_details
+from api.errors import (
+    PreconditionRequired,
+    invalid_field,
+    invalid_input,
+    validation_details,
+)
 from resources.config_store.segments import LabelKey, LabelValue
+from resources.names import ID_PATTERN
 from resources.serving.filters import InvalidLabelFilter, parse_labels
 from segmentation_assets.core.segment_types import SEGMENT_TYPES
-from resources.names import ID_PATTERN
 
 # `3`, `"3"` and `W/"3"` all name version 3; the version is the whole entity tag.
 _IF_MATCH = re.compile(r'(?:W/)?("?)([1-9][0-9]{0,8})\1')
@@ -125,11 +128,3 @@ def label_filters(labels: list[str]) -> tuple[tuple[str, str], ...]:
         except (InvalidLabelFilter, ValidationError) as error:
             raise invalid_field("label", f"{label!r} is not a label filter of the form key:value") from error
     return tuple(parsed)
-
-
-def one_value_each(query: QueryParams, names: Iterable[str]) -> None:
-    """A 422 naming the first of these parameters given more than once. The API repeats only some
-    (`segment_type` on lookups, `label`); for the others, FastAPI would silently keep the last."""
-    for name in names:
-        if len(query.getlist(name)) > 1:
-            raise invalid_field(name, "given more than once; this parameter takes one value")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from api.state import State
 from api.errors import ServiceUnavailable, error_response
+from api.state import State
 
 router = APIRouter(tags=["health"])
 

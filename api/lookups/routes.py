@@ -6,16 +6,21 @@ import re
 from typing import Annotated
 
 import orjson
-from pydantic import ValidationError
 from fastapi import APIRouter, Path, Request, Response
+from pydantic import ValidationError
 
 from api.auth import ReadKey, authenticate, bearer_token, key_checked_first
-from api.state import AppState, State
 from api.errors import invalid_field, invalid_input, validation_details
-from api.lookups.schemas import CustomerSegments, CustomerSegmentsBatch, CustomerSegmentsBatchRequest
-from api.config.input import one_value_each
-from resources.serving.filters import InvalidLabelFilter, SegmentFilter
+from api.lookups.schemas import (
+    CustomerSegments,
+    CustomerSegmentsBatch,
+    CustomerSegmentsBatchRequest,
+)
+from api.lookups.service import Lookups
+from api.query_params import one_value_each
+from api.state import AppState, State
 from resources.names import ID_PATTERN
+from resources.serving.filters import InvalidLabelFilter, SegmentFilter
 from resources.targeting import TARGETING_ATTRIBUTES, TargetingAttributes
 
 router = APIRouter(tags=["lookups"], route_class=key_checked_first(admin=False))
@@ -99,11 +104,8 @@ async def customer_segments(request: Request) -> Response:
     customer_id: str = request.path_params["customer_id"]
     if not _VALID_ID.fullmatch(customer_id):
         raise invalid_field("customer_id", f"String should match pattern '{ID_PATTERN}'")
-    selected = query_filter(request)
-    segments = (await state.lookups.serialized_segments([customer_id]))[customer_id]
-    return json_response(
-        {"customer_id": customer_id, "segments": selected.apply_serialized(segments, state.archived_segment_ids)}
-    )
+    found = await Lookups(state).segments_of([customer_id], query_filter(request))
+    return json_response({"customer_id": customer_id, "segments": found[customer_id]})
 
 
 @router.post("/customers/segments:batch", response_model=CustomerSegmentsBatch, responses=UNAVAILABLE)
@@ -112,6 +114,4 @@ async def customers_segments(body: CustomerSegmentsBatchRequest, state: State, _
     All or nothing: with Elasticsearch unavailable, a batch with any uncached customer answers 503."""
     attributes = TargetingAttributes.model_validate(body.model_dump(include=set(TARGETING_ATTRIBUTES)))
     selected = segment_filter(body.segment_type, attributes, body.label)
-    found = await state.lookups.serialized_segments(list(dict.fromkeys(body.customer_ids)))
-    archived = state.archived_segment_ids
-    return json_response({"results": {c: selected.apply_serialized(s, archived) for c, s in found.items()}})
+    return json_response({"results": await Lookups(state).segments_of(list(dict.fromkeys(body.customer_ids)), selected)})
