@@ -6,7 +6,7 @@ import warnings
 
 import dagster as dg
 
-from segmentation_assets.resources import (
+from segmentation_assets.dagster_resources import (
     ConfigStoreResource,
     ElasticsearchResource,
     LakeResource,

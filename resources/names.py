@@ -7,6 +7,7 @@ Every index and alias lives under one prefix, so several deployments can share a
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 from typing import Annotated
 
 from pydantic import StringConstraints
@@ -24,6 +25,25 @@ POSTGRESQL_CIRCUIT = "postgresql"
 def generation_key(prefix: str) -> str:
     """Redis counter bumped by every alias switch; the API's cache keys on it."""
     return f"{prefix}:generation"
+
+
+def ingestion_lock_key(prefix: str, segment_type: str) -> str:
+    """Held by the one ingestion of a segment type that may run."""
+    return f"{prefix}:ingestion-lock:{segment_type}"
+
+
+class CacheKind(StrEnum):
+    """What a lookup cache entry holds; also the `kind` label of the cache metrics."""
+
+    MEMBERSHIPS = "memberships"  # a customer's segment ids, by index
+    SEGMENT = "segment"  # a segment's summary
+    CATALOG = "catalog"  # an index's catalog
+    HOLDS = "holds"  # whether an index has a customer in a segment: "1" or "0"
+
+
+def lookup_key(prefix: str, generation: int, kind: CacheKind, item: str) -> str:
+    """A cached lookup answer, under the alias generation it was read at."""
+    return f"{prefix}:lookup:{generation}:{kind}:{item}"
 
 
 def type_alias(prefix: str, segment_type: str) -> str:

@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 import boto3
 import dagster as dg
 
-from segmentation_assets.resources import ConfigStoreResource, LakeResource, SegmentJobRunner
+from segmentation_assets.dagster_resources import ConfigStoreResource, LakeResource, SegmentJobRunner
 from resources.lake.storage import Lake
 from resources.lake.retention import ensure_lifecycle_rule, remove_expired_results
 from segmentation_assets.core.segment_job import SegmentConfig, SegmentJobRequest, SegmentJobResult

@@ -18,7 +18,7 @@ import boto3
 import dagster as dg
 from dagster_aws.pipes import PipesEMRServerlessClient, PipesS3MessageReader
 
-from segmentation_assets.resources import SegmentJobRunner
+from segmentation_assets.dagster_resources import SegmentJobRunner
 from resources.lake.storage import Lake
 from resources.lake.manifest import read_manifest
 from segmentation_assets.core.segment_job import SegmentJobRequest, SegmentJobResult

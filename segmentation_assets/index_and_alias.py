@@ -10,7 +10,7 @@ from typing import Any
 
 import dagster as dg
 
-from segmentation_assets.resources import ElasticsearchResource, LakeResource, RedisResource
+from segmentation_assets.dagster_resources import ElasticsearchResource, LakeResource, RedisResource
 from resources.publishing.lock import IngestionLock, IngestionLocked
 from resources.publishing.aliases import AliasMove, PublicationRefused, move_under_lock, publish_index
 from resources.publishing.ingestion import IngestionFailed, IngestionReport, ingest_calculation

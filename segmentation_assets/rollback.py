@@ -10,7 +10,7 @@ import uuid
 import dagster as dg
 import redis
 
-from segmentation_assets.resources import ElasticsearchResource, RedisResource
+from segmentation_assets.dagster_resources import ElasticsearchResource, RedisResource
 from resources.publishing.lock import IngestionLock
 from resources.publishing.aliases import AliasMove, move_under_lock, roll_back
 from resources.publishing.index_writer import SegmentIndexWriter

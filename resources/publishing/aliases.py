@@ -26,11 +26,16 @@ from typing import NoReturn
 import redis
 from elastic_transport import TransportError
 from elasticsearch import ApiError
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from resources.names import generation_key, is_index_name
-from resources.publishing.lock import IngestionLock, IngestionLocked
 from resources.publishing.index_writer import SegmentIndex, SegmentIndexWriter
+from resources.publishing.lock import IngestionLock, IngestionLocked
 
 # INCR, but never to a value at or below ARGV[1] (the highest generation Elasticsearch has seen).
 _NEXT_GENERATION = """

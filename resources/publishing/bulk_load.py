@@ -22,7 +22,13 @@ from typing import Any
 import elastic_transport
 import orjson
 from elasticsearch import Elasticsearch, helpers
-from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # What a bulk request adds around each document besides its index and id: the action line's JSON.

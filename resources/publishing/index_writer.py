@@ -22,8 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from elasticsearch import Elasticsearch, NotFoundError, helpers
 
-from resources.publishing.bulk_load import BulkLoader, BulkSettings, LoadReport
 from resources.names import read_alias, type_alias, type_index_pattern
+from resources.publishing.bulk_load import BulkLoader, BulkSettings, LoadReport
 from resources.targeting import TARGETING_ATTRIBUTES
 
 SEGMENT_INDEX_MAPPING: dict[str, Any] = {

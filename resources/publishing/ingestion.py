@@ -18,11 +18,19 @@ from typing import Any
 
 import elastic_transport
 
-from resources.publishing.bulk_load import BulkSettings, ElasticsearchUnreachable, LoadReport
-from resources.names import index_name
-from resources.lake.storage import Lake
-from resources.publishing.index_writer import SegmentCount, SegmentIndexWriter, segment_of
 from resources.lake.manifest import read_manifest
+from resources.lake.storage import Lake
+from resources.names import index_name
+from resources.publishing.bulk_load import (
+    BulkSettings,
+    ElasticsearchUnreachable,
+    LoadReport,
+)
+from resources.publishing.index_writer import (
+    SegmentCount,
+    SegmentIndexWriter,
+    segment_of,
+)
 from resources.publishing.results_reader import segment_documents
 
 

@@ -22,16 +22,14 @@ import redis
 from redis.exceptions import LockError, LockNotOwnedError, RedisError
 from redis.lock import Lock
 
+from resources.names import ingestion_lock_key
+
 # A renewal that failed (Redis unreachable) is tried again this often, until the lock has expired.
 RENEWAL_RETRY_SECONDS = 1.0
 
 
 class IngestionLocked(RuntimeError):
     pass
-
-
-def lock_name(prefix: str, segment_type: str) -> str:
-    return f"{prefix}:ingestion-lock:{segment_type}"
 
 
 class HeldLock:
@@ -64,7 +62,7 @@ class IngestionLock:
         self.owner = owner
         self.seconds = seconds
         self._client = client
-        self._lock = Lock(client, lock_name(prefix, segment_type), timeout=seconds, thread_local=False)
+        self._lock = Lock(client, ingestion_lock_key(prefix, segment_type), timeout=seconds, thread_local=False)
 
     @property
     def name(self) -> str:

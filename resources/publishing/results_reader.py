@@ -23,7 +23,6 @@ from resources.lake.storage import Lake
 from resources.publishing.index_writer import chunk_documents_from_arrow, string_bytes
 from resources.targeting import SegmentAttributes
 
-
 # Beyond this many bitmap bytes per id, sorting the keys is cheaper than marking and reading them;
 # beyond the whole's cap, the memory is not worth it.
 _BITMAP_SPAN_PER_ROW = 32

@@ -36,7 +36,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from resources.circuit_breaker import CircuitOpen, Circuits
-from resources.names import REDIS_CIRCUIT, generation_key
+from resources.names import REDIS_CIRCUIT, CacheKind, generation_key, lookup_key
 from resources.serving.metrics import CACHE_ERRORS, CACHE_LOOKUPS
 
 T = TypeVar("T")
@@ -164,10 +164,10 @@ class LookupCache:
         self._valid_until = now + self._refresh
         return generation
 
-    def _key(self, generation: int, kind: str, item: str) -> str:
-        return f"{self._prefix}:lookup:{generation}:{kind}:{item}"
+    def _key(self, generation: int, kind: CacheKind, item: str) -> str:
+        return lookup_key(self._prefix, generation, kind, item)
 
-    async def get_many(self, generation: int, kind: str, items: list[str]) -> dict[str, bytes]:
+    async def get_many(self, generation: int, kind: CacheKind, items: list[str]) -> dict[str, bytes]:
         """item -> cached value for those in Redis; the rest are misses."""
         found: dict[str, bytes] = {}
         if not items:
@@ -186,7 +186,7 @@ class LookupCache:
             CACHE_LOOKUPS.labels(kind, "miss").inc(len(wanted) - hits)
         return found
 
-    async def put_many(self, generation: int, kind: str, values: dict[str, bytes]) -> None:
+    async def put_many(self, generation: int, kind: CacheKind, values: dict[str, bytes]) -> None:
         if not values:
             return
         keyed = {self._key(generation, kind, item): value for item, value in values.items()}
@@ -197,7 +197,7 @@ class LookupCache:
         else:
             await self._call("set", lambda: self._set_many(keys=list(keyed), args=[self._ttl, *keyed.values()]))
 
-    async def write_behind(self, generation: int, kind: str, values: dict[str, bytes]) -> None:
+    async def write_behind(self, generation: int, kind: CacheKind, values: dict[str, bytes]) -> None:
         """`put_many` without the caller waiting for it: the write runs as a task of its own, so
         the answer goes out first. Waited for here when `MAX_WRITES_BEHIND` are pending already."""
         if not values:

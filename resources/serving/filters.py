@@ -13,6 +13,7 @@ import orjson
 
 from resources.targeting import TargetingAttributes
 
+
 class InvalidLabelFilter(ValueError):
     pass
 

@@ -26,14 +26,12 @@ from typing import Any
 
 import orjson
 
+from resources.names import CacheKind
 from resources.serving.cache import LookupCache, NearCache
-from resources.serving.reader import SegmentReader
 from resources.serving.metrics import CACHE_LOOKUPS
+from resources.serving.reader import SegmentReader
 
-MEMBERSHIPS = "m"  # a customer's segment ids, by index
-SEGMENT = "s"  # a segment's summary
-CATALOG = "i"  # an index's catalog
-HOLDS = "h"  # whether an index has a customer in a segment: "1" or "0"
+MEMBERSHIPS, SEGMENT, CATALOG, HOLDS = CacheKind.MEMBERSHIPS, CacheKind.SEGMENT, CacheKind.CATALOG, CacheKind.HOLDS
 
 Catalog = dict[str, dict[str, Any]]
 

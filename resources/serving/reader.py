@@ -21,8 +21,8 @@ import orjson
 from elasticsearch import AsyncElasticsearch, NotFoundError
 
 from resources.names import read_alias
-from resources.targeting import SEGMENT_ANSWER_FIELDS
 from resources.serving.search_guard import SearchGuard
+from resources.targeting import SEGMENT_ANSWER_FIELDS
 
 CATALOG_FIELDS = [*SEGMENT_ANSWER_FIELDS, "member_count", "chunks"]
 # Elasticsearch's default `index.max_result_window`: one page of hits at most.

@@ -10,13 +10,17 @@ import redis
 from elasticsearch import Elasticsearch
 
 from definitions import build_resources
-from resources.names import read_alias
-from resources.publishing.lock import lock_name
+from resources.names import ingestion_lock_key, read_alias
 from resources.publishing.index_writer import SegmentIndexWriter
 from resources.settings import Settings
-from segmentation_assets.partitions import segment_partitions
-from segmentation_assets.index_and_alias import alias_key, build_alias_asset, build_index_asset, index_key
 from segmentation_assets.core.segment_types import SEGMENT_TYPES
+from segmentation_assets.index_and_alias import (
+    alias_key,
+    build_alias_asset,
+    build_index_asset,
+    index_key,
+)
+from segmentation_assets.partitions import segment_partitions
 
 TYPE = "new_customers"
 
@@ -91,4 +95,4 @@ def expected_answer(manifest: dict[str, Any], segments: dict[str, list[str]], cu
 
 
 def lock_holder(settings: Settings) -> bytes | None:
-    return redis.Redis.from_url(settings.redis_url).get(lock_name(settings.index_prefix, TYPE))
+    return redis.Redis.from_url(settings.redis_url).get(ingestion_lock_key(settings.index_prefix, TYPE))

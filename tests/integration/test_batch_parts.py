@@ -14,8 +14,8 @@ import pytest
 from elasticsearch import AsyncElasticsearch
 
 from resources.serving import reader as segment_reader
-from resources.serving.search_guard import SearchGuard, breaker_factory
 from resources.serving.reader import SegmentReader
+from resources.serving.search_guard import SearchGuard, breaker_factory
 from resources.settings import Settings
 from tests.published_segments import publish
 

@@ -8,8 +8,8 @@ import dagster as dg
 import pytest
 import redis
 
-from segmentation_assets.resources import ElasticsearchResource, RedisResource
 from resources.settings import Settings
+from segmentation_assets.dagster_resources import ElasticsearchResource, RedisResource
 
 pytestmark = pytest.mark.integration
 

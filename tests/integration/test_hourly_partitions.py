@@ -13,9 +13,9 @@ from elasticsearch import Elasticsearch
 from cli.runs import materialize_partition
 from resources.config_store.database import session_factory
 from resources.config_store.segments import SegmentRepository
+from resources.lake.manifest import read_manifest
 from resources.lake.storage import Lake
 from resources.settings import Settings
-from resources.lake.manifest import read_manifest
 from tests.integration.publishing import lookup, writer
 from tests.lake_builder import write_lake
 from tests.reference import ReferenceLake

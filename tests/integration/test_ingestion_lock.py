@@ -14,14 +14,22 @@ import pytest
 import redis
 from elasticsearch import Elasticsearch
 
-from resources.publishing.lock import IngestionLock, IngestionLocked
 from resources.lake.storage import Lake
 from resources.publishing.index_writer import SegmentIndexWriter
 from resources.publishing.ingestion import IngestionSettings, ingest_calculation
+from resources.publishing.lock import IngestionLock, IngestionLocked
 from resources.settings import Settings
 from segmentation_assets.rollback import roll_back_with_settings
 from tests.integration.es_proxy import FaultyElasticsearch
-from tests.integration.publishing import TYPE, failure_text, lock_holder, materialization, publish, served, type_index_names
+from tests.integration.publishing import (
+    TYPE,
+    failure_text,
+    lock_holder,
+    materialization,
+    publish,
+    served,
+    type_index_names,
+)
 from tests.integration.results_folder import write_results
 from tests.tcp_proxy import TcpProxy
 

@@ -13,6 +13,7 @@ import redis
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
+from resources.names import CacheKind, lookup_key
 from resources.serving import cache as lookup_cache
 from resources.serving.cache import GenerationFile, LookupCache
 from resources.serving.search_guard import breaker_factory
@@ -55,7 +56,7 @@ def failed_writes() -> float:
 
 def stored(settings: Settings, generation: int) -> dict[str, bytes]:
     direct = redis.Redis.from_url(settings.redis_url)
-    keys = [f"{settings.index_prefix}:lookup:{generation}:m:{c}" for c in ANSWERS]
+    keys = [lookup_key(settings.index_prefix, generation, CacheKind.MEMBERSHIPS, c) for c in ANSWERS]
     return {c: v for c, v in zip(ANSWERS, direct.mget(keys)) if v is not None}
 
 
@@ -69,7 +70,7 @@ def test_the_writes_land_once_drained(proxy: TcpProxy, settings: Settings, tmp_p
 
     asyncio.run(scenario())
     assert stored(settings, 101) == ANSWERS
-    ttl = redis.Redis.from_url(settings.redis_url).ttl(f"{settings.index_prefix}:lookup:101:m:c007")
+    ttl = redis.Redis.from_url(settings.redis_url).ttl(lookup_key(settings.index_prefix, 101, CacheKind.MEMBERSHIPS, "c007"))
     assert 0 < ttl <= 60
 
 

@@ -23,8 +23,7 @@ from prometheus_client import REGISTRY
 from api.main import create_app
 from resources.config_store.api_keys import ApiKeyRepository
 from resources.config_store.database import session_factory
-from resources.names import type_alias
-from resources.names import generation_key
+from resources.names import CacheKind, generation_key, lookup_key, type_alias
 from resources.serving.export import ExportCursor
 from resources.settings import Settings
 from tests.published_segments import CALCULATED_AT, publish
@@ -174,7 +173,7 @@ def test_a_repeated_lookup_is_a_cache_hit(served) -> None:
     client, headers, _ = served
 
     def hits() -> float:  # this process's near cache, or Redis
-        return sum(metric("segmentation_cache_lookups_total", kind="m", result=r) for r in ("hit", "hit_near"))
+        return sum(metric("segmentation_cache_lookups_total", kind="memberships", result=r) for r in ("hit", "hit_near"))
 
     def searches() -> float:
         return metric("segmentation_elasticsearch_request_duration_seconds_count", operation="customer_segments", outcome="ok")
@@ -193,7 +192,7 @@ def test_the_cache_holds_segment_ids_by_index_not_the_answer(served) -> None:
     response = client.get(f"/v1/customers/{customer}/segments", headers=headers)
     cache = redis.Redis.from_url(settings.redis_url)
     generation = int(cache.get(generation_key(settings.index_prefix)))
-    key = f"{settings.index_prefix}:lookup:{generation}:m:{customer}"
+    key = lookup_key(settings.index_prefix, generation, CacheKind.MEMBERSHIPS, customer)
     deadline = time.monotonic() + 5
     while (stored := cache.get(key)) is None and time.monotonic() < deadline:
         time.sleep(0.01)  # written behind the answer

@@ -14,10 +14,10 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from cli.runs import materialize_partition
+from devtools.synthetic_lake import generate_lake
 from resources.config_store.api_keys import ApiKeyRepository
 from resources.config_store.database import session_factory
 from resources.settings import Settings
-from devtools.synthetic_lake import generate_lake
 from tests.reference import ReferenceLake
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,11 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from resources.config_store.database import alembic_config, session_factory, upgrade_schema
+from resources.config_store.database import (
+    alembic_config,
+    session_factory,
+    upgrade_schema,
+)
 from resources.config_store.models import Base
 from resources.config_store.segments import SegmentRepository
 from resources.settings import Settings

@@ -17,15 +17,20 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from definitions import build_definitions, build_resources
-from resources.publishing.lock import lock_name
-from resources.names import generation_key
-from resources.publishing.aliases import GENERATION_ATTEMPTS, PublicationRefused, publish_index, roll_back
+from resources.names import generation_key, ingestion_lock_key
+from resources.publishing.aliases import (
+    GENERATION_ATTEMPTS,
+    PublicationRefused,
+    publish_index,
+    roll_back,
+)
 from resources.publishing.index_writer import SegmentIndexWriter
 from resources.settings import Settings, get_settings
-from segmentation_assets.partitions import segment_partitions
-from segmentation_assets.index_and_alias import build_alias_asset, build_index_asset
-from segmentation_assets.rollback import ROLLBACK_JOB
 from segmentation_assets.core.segment_types import SEGMENT_TYPES
+from segmentation_assets.index_and_alias import build_alias_asset, build_index_asset
+from segmentation_assets.partitions import segment_partitions
+from segmentation_assets.rollback import ROLLBACK_JOB
+from tests.integration.es_proxy import FaultyElasticsearch
 from tests.integration.publishing import (
     TYPE,
     failure_text,
@@ -37,7 +42,6 @@ from tests.integration.publishing import (
     type_index_names,
     writer,
 )
-from tests.integration.es_proxy import FaultyElasticsearch
 from tests.integration.results_folder import write_results
 from tests.tcp_proxy import TcpProxy
 
@@ -363,7 +367,7 @@ def test_a_lock_lost_during_the_switch_is_reported_and_the_switch_stands(namespa
 
     def lose_the_lock_at_the_switch(method: str, path: str) -> None:
         if (method, path) == ("POST", "/_aliases"):
-            client.delete(lock_name(namespace.index_prefix, TYPE))  # it expired meanwhile, say
+            client.delete(ingestion_lock_key(namespace.index_prefix, TYPE))  # it expired meanwhile, say
         return None  # and forward the request
 
     faulty.fail_request = lose_the_lock_at_the_switch

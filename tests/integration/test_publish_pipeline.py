@@ -17,12 +17,12 @@ from cli.runs import materialize_partition
 from definitions import build_definitions
 from resources.config_store.database import session_factory
 from resources.config_store.segments import SegmentRepository
-from segmentation_assets.instance import dagster_instance
+from resources.lake.manifest import read_manifest
 from resources.lake.storage import Lake
 from resources.names import generation_key
-from resources.lake.manifest import read_manifest
 from resources.settings import Settings, get_settings
 from segmentation_assets.index_and_alias import alias_key, index_key
+from segmentation_assets.instance import dagster_instance
 from tests.integration.publishing import TYPE, lock_holder, served, writer
 from tests.lake_builder import write_lake
 from tests.reliability.sustained_load import settings_environment

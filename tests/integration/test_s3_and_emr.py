@@ -22,15 +22,15 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from cli.runs import materialize_partition
-from segmentation_assets import emr_runner
+from devtools.synthetic_lake import generate_lake
 from resources.config_store.api_keys import ApiKeyRepository
 from resources.config_store.database import session_factory
 from resources.config_store.segments import SegmentRepository
-from resources.lake.storage import Lake
-from resources.lake.retention import LIFECYCLE_RULE_ID
 from resources.lake.manifest import read_manifest
+from resources.lake.retention import LIFECYCLE_RULE_ID
+from resources.lake.storage import Lake
 from resources.settings import Settings
-from devtools.synthetic_lake import generate_lake
+from segmentation_assets import emr_runner
 from segmentation_assets.core.segment_types import SEGMENT_TYPES
 from tests.moto_emr import EmrStandIn, moto_server
 from tests.reference import ReferenceLake

@@ -21,8 +21,7 @@ from prometheus_client import REGISTRY
 from api.main import create_app
 from resources.config_store.api_keys import ApiKeyRepository
 from resources.config_store.database import session_factory
-from resources.names import type_alias
-from resources.names import generation_key
+from resources.names import CacheKind, generation_key, lookup_key, type_alias
 from resources.settings import Settings
 from tests.published_segments import publish
 from tests.tcp_proxy import TcpProxy
@@ -110,10 +109,10 @@ def lookup(client: TestClient, headers: dict[str, str], customer_id: str, **para
     return response.status_code, response.json(), time.perf_counter() - started, dict(response.headers)
 
 
-def wait_until_cached(settings: Settings, *customer_ids: str, kind: str = "m") -> None:
+def wait_until_cached(settings: Settings, *customer_ids: str, kind: CacheKind = CacheKind.MEMBERSHIPS) -> None:
     client = redis.Redis.from_url(settings.redis_url)
     generation = int(client.get(generation_key(settings.index_prefix)))
-    keys = [f"{settings.index_prefix}:lookup:{generation}:{kind}:{c}" for c in customer_ids]
+    keys = [lookup_key(settings.index_prefix, generation, kind, c) for c in customer_ids]
     deadline = time.monotonic() + 5
     while client.exists(*keys) < len(keys):
         assert time.monotonic() < deadline, f"{customer_ids} never cached"
@@ -148,9 +147,9 @@ def test_with_redis_unreachable_lookups_stay_correct_and_the_errors_are_counted(
     redis_proxy.forward()
     time.sleep(OPEN_SECONDS + 0.1)  # the Redis breaker's open period
     assert_correct(client, headers, "c007")
-    hits = metric("segmentation_cache_lookups_total", kind="m", result="hit")
+    hits = metric("segmentation_cache_lookups_total", kind="memberships", result="hit")
     assert_correct(client, headers, "c007")
-    assert metric("segmentation_cache_lookups_total", kind="m", result="hit") == hits + 1
+    assert metric("segmentation_cache_lookups_total", kind="memberships", result="hit") == hits + 1
 
 
 def test_with_elasticsearch_down_cached_answers_are_served_and_the_rest_fail_fast(api, api_roomy, settings: Settings) -> None:
@@ -193,8 +192,8 @@ def test_with_elasticsearch_down_membership_and_stats_answer_from_the_cache_and_
     outside = warm.get("/v1/segments/seg-a/members/c081", headers=headers)  # c081 is only in seg-b
     assert outside.status_code == 200 and outside.json()["member"] is False
     wait_until_cached(settings, "c042")
-    wait_until_cached(settings, "seg-a", kind="s")
-    wait_until_cached(settings, f"{stats.json()['index']}:seg-a:c081", kind="h")
+    wait_until_cached(settings, "seg-a", kind=CacheKind.SEGMENT)
+    wait_until_cached(settings, f"{stats.json()['index']}:seg-a:c081", kind=CacheKind.HOLDS)
     client, headers, es_proxy, _ = api
     es_proxy.refuse()
 
@@ -271,7 +270,7 @@ def test_the_generation_never_goes_backwards(setup, proxies, settings: Settings)
     client.set(key, 2)
     served = next(iter(Elasticsearch(settings.elasticsearch_url).indices.get_alias(name=type_alias(settings.index_prefix, "new_customers"))))
     stale = orjson.dumps({served: ["seg-b"]})  # c010 is in seg-a only
-    client.set(f"{settings.index_prefix}:lookup:2:m:c010", stale)
+    client.set(lookup_key(settings.index_prefix, 2, CacheKind.MEMBERSHIPS, "c010"), stale)
     with TestClient(create_app(proxied)) as restarted:  # the floor comes from the file, not from memory
         assert_correct(restarted, headers, "c010")
     assert int(client.get(key)) == 8

@@ -222,5 +222,5 @@ def test_entered_and_exited_since_the_previous_partition(lake: Path) -> None:
     result, members = run_job(lake, "frequent_buyers", PARTITION, T, params, previous_partition="2026-11-24")
     _, before = run_job(lake, "frequent_buyers", "2026-11-24", T - DAY, params)
     entry = result.segments[0]
-    assert entry["entered"] == len(members["any"] - before["any"])
-    assert entry["exited"] == len(before["any"] - members["any"])
+    assert entry.entered == len(members["any"] - before["any"])
+    assert entry.exited == len(before["any"] - members["any"])
