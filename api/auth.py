@@ -71,7 +71,7 @@ async def require_json_body(request: Request) -> None:
     """415 for a body that does not say it is JSON. A request without a body passes: it has no media
     type to judge, and the route answers what it needs (422 "body: Field required")."""
     content_type = request.headers.get("content-type")
-    # Read here, not only by the route: an oversized body is still a 413 first (api/body_limit.py),
+    # Read here, not only by the route: an oversized body is still a 413 first (api/middleware/body_limit.py),
     # and the route reads the same cached bytes.
     if (content_type is not None and is_json_media_type(content_type)) or not await request.body():
         return

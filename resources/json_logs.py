@@ -3,7 +3,7 @@ JSON object per line on stderr, through structlog.
 
 Standard-library loggers (uvicorn, Dagster's Python loggers, `devtools.local_services`) go through the
 same formatter, so every line has the same shape: `timestamp`, `level`, `logger`, `event`, and the
-context bound for the request or the command (`request_id`, ...; see `api/request_context.py`).
+context bound for the request or the command (`request_id`, ...; see `api/middleware/request_context.py`).
 
 Secrets never reach a log line: values under secret-looking keys are replaced, and API keys,
 bearer tokens and passwords inside URLs are masked in every string value, exception text included.

@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     spark_driver_memory: str = "2g"
     spark_shuffle_partitions: int = 8
 
-    # Store ingestion (segmentation_assets/publish.py): defaults chosen by bench/bench_ingestion.py.
+    # Store ingestion (resources/publishing/ingestion.py): defaults chosen by bench/bench_ingestion.py.
     ingest_chunk_size: int = Field(default=5_000, ge=1, le=500_000)  # customer ids per chunk document
     ingest_bulk_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024, le=90 * 1024 * 1024)  # per bulk request
     ingest_bulk_workers: int = Field(default=2, ge=1, le=32)

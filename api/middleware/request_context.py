@@ -6,7 +6,7 @@ request through), else a new one. It is bound to structlog's context for the req
 request runs carries `request_id`; the answer carries it in `X-Request-ID`.
 
 One log line per request that failed (status >= 400) or was slow: successful requests are
-counted and timed in Prometheus (`api/request_metrics.py`) rather than logged, which would cost
+counted and timed in Prometheus (`api/middleware/request_metrics.py`) rather than logged, which would cost
 more than the lookup itself. `SEGMENTATION_LOG_LEVEL=DEBUG` logs every request.
 An exception no handler caught is logged with its traceback and answered in the API's error
 shape (500) before it goes on to the server, which logs it as well.

@@ -1,6 +1,6 @@
 """Cache-aside for lookups in Redis, keyed by the alias generation, so a switch needs no invalidation.
 
-Every alias switch INCRs `<prefix>:generation` (resources/publication.py). Entries live under
+Every alias switch INCRs `<prefix>:generation` (resources/publishing/aliases.py). Entries live under
 `<prefix>:lookup:<generation>:<kind>:<id>`; after a switch nobody reads the old ones again and
 their TTL removes them. Redis's `maxmemory` with an LRU policy bounds the whole cache.
 
@@ -9,7 +9,7 @@ about that long. The highest generation seen is also kept in a small file: if Re
 lower one (restored from an older snapshot, or the key evicted), the counter is raised past it, so
 entries written under a generation that was already used are never read again.
 
-`NearCache` is the bounded in-process cache that resources/segment_lookups.py keeps in front of
+`NearCache` is the bounded in-process cache that resources/serving/lookups.py keeps in front of
 this one, for the answers asked about most.
 
 Redis errors never fail a lookup: the cache is bypassed and the error counted; a circuit breaker

@@ -19,7 +19,7 @@ import orjson
 from resources.names import is_index_name
 from resources.serving.reader import SegmentReader
 
-# Chunk documents hold up to 50,000 ids; a page sequence reads each one once per process.
+# Chunk documents hold thousands of ids (5,000 by default); a page sequence reads each one once per process.
 CACHED_CHUNKS = 4
 INTEGER_FIELD_LIMIT = 2**31  # `chunk` is an `integer` field: Elasticsearch refuses a term beyond it
 

@@ -2,7 +2,7 @@
 
 What is cached of a customer is compact: the ids of its segments, by the index that holds them
 (`{index: [segment_id, ...]}`, `{}` for none; most customers are in few segments or none). The
-answer is made from those ids and the catalog of each index (resources/segment_reader.py), the
+answer is made from those ids and the catalog of each index (resources/serving/reader.py), the
 segments' attributes serialized once: an entry takes about a sixth of the Redis memory of the
 answer it makes (measured in bench_api), so the same memory holds six times the customers, and a
 batch's writes to it are small. Every filter is applied in the process, so one entry serves them all.

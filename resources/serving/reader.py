@@ -1,8 +1,8 @@
 """Reads through the read alias (or, for exports, one concrete index): every query in filter
 context, only the fields it needs, no hit counting, each inside the `SearchGuard`'s budget.
 
-A chunk document's stored fields hold up to 50,000 customer ids, and Lucene decompresses a
-document's stored fields together: reading even a small `_source` of a hit costs as much as
+A chunk document's stored fields hold thousands of customer ids (5,000 by default), and Lucene
+decompresses a document's stored fields together: reading even a small `_source` of a hit costs as much as
 reading its ids (~50x slower lookups, measured). So lookups read no stored field at all
 (`stored_fields: _none_`, the segment id from doc values), and take each segment's attributes
 from the catalog of the index that served the hit: its chunk-0 documents' `_source`, read once per

@@ -3,7 +3,7 @@
 The ingestion's figures reach Prometheus this way, not from the ingestion itself: runs start from
 the CLI, a schedule, the Dagster UI or EMR, short-lived, with no Pushgateway to push to, while what
 users see is what the aliases point at, and the cluster records that in each index's `_meta`
-(`resources/segment_index.py`: calculated_at, published_at, generation, memberships). Each API
+(`resources/publishing/index_writer.py`: calculated_at, published_at, generation, memberships). Each API
 process reads it every `REFRESH_SECONDS` in the background; the timestamps let Prometheus compute
 ages (`time() - ...`) that never go stale between refreshes. Per-run figures (documents, bytes,
 retries, load seconds, failed chunks) are the index asset's Dagster metadata.

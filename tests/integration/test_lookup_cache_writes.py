@@ -63,8 +63,8 @@ def stored(settings: Settings, generation: int) -> dict[str, bytes]:
 def test_the_writes_land_once_drained(proxy: TcpProxy, settings: Settings, tmp_path: Path) -> None:
     async def scenario() -> None:
         cache, client = cache_through(proxy, settings, tmp_path)
-        await cache.write_behind(101, "m", dict(list(ANSWERS.items())[:50]))
-        await cache.write_behind(101, "m", dict(list(ANSWERS.items())[50:]))
+        await cache.write_behind(101, CacheKind.MEMBERSHIPS, dict(list(ANSWERS.items())[:50]))
+        await cache.write_behind(101, CacheKind.MEMBERSHIPS, dict(list(ANSWERS.items())[50:]))
         await cache.drain()
         await client.aclose()
 
@@ -86,7 +86,7 @@ def test_a_hanging_redis_delays_no_caller_until_the_writes_in_flight_reach_their
         waited = []
         for n in range(3):
             started = time.monotonic()
-            await cache.write_behind(102, "m", {f"c{n:03d}": ANSWERS[f"c{n:03d}"]})
+            await cache.write_behind(102, CacheKind.MEMBERSHIPS, {f"c{n:03d}": ANSWERS[f"c{n:03d}"]})
             waited.append(time.monotonic() - started)
         started = time.monotonic()
         await cache.drain()
