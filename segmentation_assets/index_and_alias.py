@@ -66,7 +66,11 @@ def _index_checks(report: IngestionReport) -> list[dg.AssetCheckResult]:
             passed=not report.failed_segments,
             severity=dg.AssetCheckSeverity.WARN,
             metadata=_metadata(
-                {"failed_documents": report.failed_documents, "failed_segments": report.failed_segments}
+                {
+                    "failed_documents": report.failed_documents,
+                    "failed_segments": report.failed_segments,
+                    "unreadable_parts": report.unreadable_parts,
+                }
             ),
             description=None if not report.failed_segments else "Within the error tolerance, these segments failed "
             "to load and serve instead: " + "; ".join(f"{s}: {what}" for s, what in report.failed_segments.items()),

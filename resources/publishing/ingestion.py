@@ -4,9 +4,11 @@ Readers never see this index until `publication.publish_index` moves the aliases
 an index verified here can be published. An index whose load or verification failed is deleted;
 where even that fails (the cluster is gone), retention collects it after the next switch.
 
-With an error tolerance above 0, a segment with a chunk that still failed after every retry is not
-served half-loaded: its chunks are removed from the new index and the segment's documents in the
-served index, if any, are copied over, so it keeps answering from the previous calculation.
+With an error tolerance above 0, a segment with a chunk that still failed after every retry, or
+in a results part that cannot be read, is not served half-loaded: its chunks are removed from the
+new index and the segment's documents in the served index, if any, are copied over, so it keeps
+answering from the previous calculation. An unreadable part counts against the tolerance as the
+chunk documents its segments would have made.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from resources.publishing.index_writer import (
     SegmentIndexWriter,
     segment_of,
 )
-from resources.publishing.results_reader import segment_documents
+from resources.publishing.results_reader import ResultsRead, segment_documents
 
 
 class IngestionFailed(RuntimeError):
@@ -62,6 +64,7 @@ class IngestionReport:
     failed_documents: int = 0
     # segment_id -> what it serves instead: "previous calculation from <index>" or "nothing (...)".
     failed_segments: dict[str, str] = field(default_factory=dict)
+    unreadable_parts: dict[str, str] = field(default_factory=dict)  # results file -> why
     mismatches: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -114,11 +117,15 @@ def ingest_calculation(
     try:
         writer.create_index(name, meta)
         expected = manifest.member_counts
-        load = writer.load(name, segment_documents(lake, results_uri, manifest, settings.chunk_size), settings.bulk)
+        read = ResultsRead()
+        documents = segment_documents(lake, results_uri, manifest, settings.chunk_size, read)
+        load = writer.load(name, documents, settings.bulk)
+        lost = Failures.of_parts(read, expected, settings.chunk_size)
         report.load_seconds, report.requests = load.seconds, load.requests
-        report.retried_documents, report.failed_documents = load.retried_documents, len(load.failed)
-        if load.failed:
-            _tolerate(writer, report, load, expected, settings.error_tolerance)
+        report.retried_documents, report.failed_documents = load.retried_documents, len(load.failed) + lost.documents
+        report.unreadable_parts = dict(read.unreadable)
+        if load.failed or lost.segments:
+            _tolerate(writer, report, load, lost, expected, settings.error_tolerance)
         writer.finish_loading(name)
         found = writer.segment_counts(name)
         report.mismatches = completeness_mismatches(expected, found)
@@ -146,20 +153,42 @@ def ingest_calculation(
     return report
 
 
+@dataclass(frozen=True)
+class Failures:
+    """Segments lost with unreadable results parts, and the chunk documents they would have made."""
+
+    segments: list[str]
+    documents: int
+    parts: list[tuple[str, str]]
+
+    @classmethod
+    def of_parts(cls, read: ResultsRead, expected: dict[str, int], chunk_size: int) -> Failures:
+        segments = read.lost_segments(expected)
+        documents = sum(-(-expected[s] // chunk_size) for s in segments)  # chunks, rounded up
+        return cls(segments, documents, read.unreadable)
+
+
 def _tolerate(
-    writer: SegmentIndexWriter, report: IngestionReport, load: LoadReport, expected: dict[str, int], tolerance: float
+    writer: SegmentIndexWriter,
+    report: IngestionReport,
+    load: LoadReport,
+    lost: Failures,
+    expected: dict[str, int],
+    tolerance: float,
 ) -> None:
     """Within the tolerance, serves each failed segment's previous calculation; beyond it, fails."""
-    attempted = load.documents + len(load.failed)
-    rate = len(load.failed) / attempted if attempted else 0.0
-    segments = sorted({segment_of(f.id) for f in load.failed})
+    failed = len(load.failed) + lost.documents
+    attempted = load.documents + failed
+    rate = failed / attempted if attempted else 0.0
+    segments = sorted({segment_of(f.id) for f in load.failed} | set(lost.segments))
     reasons = {f.id: f"{f.status} {f.reason}" for f in load.failed[:5]}
+    reasons.update({path: why for path, why in lost.parts[:5]})
     if rate > tolerance:
         raise IngestionFailed(
-            f"{len(load.failed)} of {attempted} chunk documents ({rate:.2%}) failed after retries, above the error "
-            f"tolerance of {tolerance:.2%}; segments affected: {', '.join(segments)}. First errors: {reasons}. "
+            f"{failed} of {attempted} chunk documents ({rate:.2%}) failed, above the error tolerance of "
+            f"{tolerance:.2%}; segments affected: {', '.join(segments)}. First errors: {reasons}. "
             f"The served alias is unchanged ({report.served_before or 'nothing served yet'}).",
-            {"index": report.index, "failed_segments": segments},
+            {"index": report.index, "failed_segments": segments, "unreadable_parts": [p for p, _ in lost.parts]},
         )
     writer.delete_segments(report.index, segments)
     carried: dict[str, int] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,21 @@ _BITMAP_MAX_BYTES = 128 << 20
 
 class ResultsUnreadable(ValueError):
     pass
+
+
+@dataclass
+class ResultsRead:
+    """What a tolerant read of a results folder met: the parts it could not read (path, why), and
+    the segments it did read. Each segment is in one part, so the segments of an unreadable part
+    are those with members in the manifest that no readable part held."""
+
+    unreadable: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    segments: set[str] = dataclasses.field(default_factory=set)
+
+    def lost_segments(self, member_counts: dict[str, int]) -> list[str]:
+        if not self.unreadable:
+            return []
+        return sorted(s for s, members in member_counts.items() if members > 0 and s not in self.segments)
 
 
 def _read_results_file(path: str, fs: Any) -> Any:
@@ -179,12 +195,13 @@ def _file_segments(fs: Any, path: str) -> list[tuple[str, pa.Array]]:
     ]
 
 
-def segment_members(lake: Lake, results_uri: str) -> Iterator[tuple[str, pa.Array]]:
+def segment_members(lake: Lake, results_uri: str, read: ResultsRead | None = None) -> Iterator[tuple[str, pa.Array]]:
     """(segment_id, its customer ids, sorted, as an Arrow array) for every segment with members.
 
     The calculation writes each segment into one file, in no particular order. The next file is
     read and sorted in a second thread (Arrow releases the GIL) while this one is being sent. The
-    smallest file comes first, so that the first documents are ready soonest.
+    smallest file comes first, so that the first documents are ready soonest. A file that cannot
+    be read raises `ResultsUnreadable`, unless `read` is given: then it is noted there and skipped.
     """
     fs, _ = lake.filesystem()
     paths = lake.parquet_files(results_uri, smallest_first=True)
@@ -193,14 +210,25 @@ def segment_members(lake: Lake, results_uri: str) -> Iterator[tuple[str, pa.Arra
         for position in range(len(paths)):
             if position + 1 < len(paths):
                 upcoming.append(prefetch.submit(_file_segments, fs, paths[position + 1]))
-            yield from upcoming[position].result()
+            try:
+                segments = upcoming[position].result()
+            except ResultsUnreadable as error:
+                if read is None:
+                    raise
+                read.unreadable.append((paths[position], str(error)))
+                segments = []
             upcoming[position] = None  # type: ignore[call-overload]  # let the file's memory go
+            for segment_id, customers in segments:
+                if read is not None:
+                    read.segments.add(segment_id)
+                yield segment_id, customers
 
 
 def segment_documents(
-    lake: Lake, results_uri: str, manifest: CalculationManifest, chunk_size: int
+    lake: Lake, results_uri: str, manifest: CalculationManifest, chunk_size: int, read: ResultsRead | None = None
 ) -> Iterator[dict[str, Any]]:
-    """Chunk documents of every segment in the manifest, zero-member segments included."""
+    """Chunk documents of every segment in the manifest, zero-member segments included. With `read`,
+    unreadable parts are noted there, and their segments get no document (the caller decides)."""
     by_id = {s.segment_id: s.attributes for s in manifest.segments}
     common = {
         "segment_type": manifest.segment_type,
@@ -218,8 +246,9 @@ def segment_documents(
         }
 
     seen: set[str] = set()
-    for segment_id, customers in segment_members(lake, results_uri):
+    for segment_id, customers in segment_members(lake, results_uri, read):
         seen.add(segment_id)
         yield from chunk_documents_from_arrow(attributes(segment_id), customers, chunk_size)
-    for segment_id in sorted(set(by_id) - seen):
+    lost = set(read.lost_segments(manifest.member_counts)) if read is not None else set()
+    for segment_id in sorted(set(by_id) - seen - lost):
         yield from chunk_documents_from_arrow(attributes(segment_id), pa.array([], pa.string()), chunk_size)

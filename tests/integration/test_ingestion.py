@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -181,6 +182,57 @@ def test_within_the_tolerance_failed_segments_keep_their_previous_calculation(na
     # `a` is the new calculation; `b` still answers from the old one; `new` is not served half-loaded.
     expected = expected_answer(new, {"a": after["a"]}, customers) | expected_answer(old, {"b": before["b"]}, customers)
     assert lookup(es, namespace, customers) == expected
+
+
+def _truncate_part_of(namespace: Settings, partition_key: str, number: int) -> str:
+    """Cuts one results part in half, as a lost write would: it cannot be read any more."""
+    part = Path(Lake(namespace.lake_uri).results_dir(TYPE, partition_key)) / f"part-{number:05d}.parquet"
+    part.write_bytes(part.read_bytes()[: part.stat().st_size // 2])
+    return part.name
+
+
+def test_within_the_tolerance_an_unreadable_part_keeps_its_segments_previous_calculation(namespace, instance, es) -> None:
+    before = {"a": members("c", 10), "b": members("d", 10)}
+    old = write_results(namespace.lake_uri, TYPE, "2026-11-19", before)
+    assert publish(namespace, "2026-11-19", instance).success
+    after = {"a": members("c", 20), "b": members("e", 20), "new": members("f", 8)}
+    new = write_results(namespace.lake_uri, TYPE, "2026-11-20", after)
+    damaged = _truncate_part_of(namespace, "2026-11-20", 1)  # `b`'s part: 3 of the 8 chunk documents
+
+    result = publish(namespace.model_copy(update={"ingest_error_tolerance": 0.5}), "2026-11-20", instance)
+
+    assert result.success, failure_text(result)
+    assert check_passed(result, "complete")
+    [warning] = [e for e in result.get_asset_check_evaluations() if e.check_name == "no_failed_chunks"]
+    assert not warning.passed
+    assert set(warning.metadata["failed_segments"].value) == {"b"}
+    assert [Path(p).name for p in warning.metadata["unreadable_parts"].value] == [damaged]
+    assert warning.metadata["failed_documents"].value == 3
+    customers = ["c00015", "d00001", "e00001", "f00001"]
+    # `a` and `new` are the new calculation; `b` answers from the old one, never from half a part.
+    expected = expected_answer(new, {"a": after["a"], "new": after["new"]}, customers) | expected_answer(
+        old, {"b": before["b"]}, customers
+    )
+    assert lookup(es, namespace, customers) == expected
+
+
+def test_beyond_the_tolerance_an_unreadable_part_fails_and_names_the_file(namespace, instance, es) -> None:
+    before = {"a": members("c", 10), "b": members("d", 10)}
+    old = write_results(namespace.lake_uri, TYPE, "2026-11-19", before)
+    assert publish(namespace, "2026-11-19", instance).success
+    served_before = served(namespace)
+    write_results(namespace.lake_uri, TYPE, "2026-11-20", {"a": members("c", 20), "b": members("e", 20)})
+    damaged = _truncate_part_of(namespace, "2026-11-20", 1)  # 3 of 6 chunk documents
+
+    result = publish(namespace.model_copy(update={"ingest_error_tolerance": 0.2}), "2026-11-20", instance)
+
+    assert not result.success
+    message = failure_text(result)
+    assert "3 of 6 chunk documents" in message and "above the error tolerance of 20.00%" in message
+    assert damaged in message and "served alias is unchanged" in message
+    assert served(namespace) == served_before
+    customers = ["c00015", "d00001", "e00001"]
+    assert lookup(es, namespace, customers) == expected_answer(old, before, customers)
 
 
 def test_elasticsearch_lost_mid_load_fails_clearly_keeps_the_old_alias_and_a_rerun_succeeds(
