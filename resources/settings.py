@@ -51,8 +51,9 @@ class Settings(BaseSettings):
     ingest_bulk_workers: int = Field(default=2, ge=1, le=32)
     ingest_max_retries: int = Field(default=5, ge=0)  # per bulk request, on 429, 5xx and lost connections
     ingest_retry_backoff_seconds: float = Field(default=0.5, gt=0)  # first wait; doubles each retry, up to 30 s
-    # The share of chunk documents that may still fail after retries; their segments keep being
-    # served from the previous calculation and a warning check names them. 0: any failure fails.
+    # The share of chunk documents that may still fail after retries, or be lost with an unreadable
+    # results part; their segments keep being served from the previous calculation and a warning
+    # check names them. 0: any failure fails.
     ingest_error_tolerance: float = Field(default=0.0, ge=0, le=1)
     ingest_lock_seconds: int = Field(default=600, ge=10)
     index_retention: int = Field(default=3, ge=1)  # verified indices kept per segment type
