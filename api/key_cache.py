@@ -62,5 +62,5 @@ class ApiKeyCache:
         return key
 
     async def flush_usage(self) -> None:
-        """Writes the keys' last use (api/main.py calls it in the background, never a request)."""
+        """Writes the keys' last use (api/lifespan.py calls it in the background, never a request)."""
         await self.config_store.run(self.usage.flush, self.repository)

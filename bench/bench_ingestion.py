@@ -49,11 +49,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from resources.publishing.bulk_load import BulkSettings  # noqa: E402
 from resources.publishing.lock import IngestionLock  # noqa: E402
-from resources.lake.storage import MANIFEST_NAME, Lake  # noqa: E402
+from resources.lake.storage import Lake  # noqa: E402
 from resources.publishing.aliases import publish_index  # noqa: E402
 from resources.publishing.index_writer import SEGMENT_INDEX_MAPPING, SegmentIndexWriter, chunk_id  # noqa: E402
 from resources.publishing.ingestion import IngestionSettings, ingest_calculation  # noqa: E402
-from resources.publishing.results_reader import read_manifest, segment_documents  # noqa: E402
+from resources.lake.manifest import CalculationManifest, ManifestSegment, read_manifest, write_manifest  # noqa: E402
+from resources.publishing.results_reader import segment_documents  # noqa: E402
+from resources.targeting import SegmentAttributes  # noqa: E402
 from resources.settings import Settings  # noqa: E402
 
 SEGMENT_TYPE = "new_customers"
@@ -82,22 +84,25 @@ def write_calculation(lake: Lake, memberships: int, segments: int, population: i
         table = pa.concat_tables(tables)
         table = table.take(pa.array(rng.permutation(table.num_rows)))
         pq.write_table(table, folder / f"part-{number:05d}.parquet", write_page_checksum=True)
-    lake.write_json(
-        f"{lake.results_dir(SEGMENT_TYPE, PARTITION)}/{MANIFEST_NAME}",
-        {
-            "segment_type": SEGMENT_TYPE,
-            "partition_key": PARTITION,
-            "as_of": "2026-11-26T00:00:00+00:00",
-            "run_id": "bench",
-            "calculated_at": datetime.now(timezone.utc).isoformat(),
-            "segments": [
-                {"segment_id": s, "version": 1, "member_count": int(n), "attributes": {"name": s, "labels": {"team": "bench"}}}
+    write_manifest(
+        lake,
+        lake.results_dir(SEGMENT_TYPE, PARTITION),
+        CalculationManifest(
+            segment_type=SEGMENT_TYPE,
+            partition_key=PARTITION,
+            as_of="2026-11-26T00:00:00+00:00",
+            run_id="bench",
+            calculated_at=datetime.now(timezone.utc).isoformat(),
+            segments=[
+                ManifestSegment(
+                    segment_id=s,
+                    version=1,
+                    member_count=int(n),
+                    attributes=SegmentAttributes(name=s, labels={"team": "bench"}),
+                )
                 for s, n in zip(ids, sizes.tolist())
             ],
-            "rows_read": {},
-            "rejected_rows": {},
-            "seconds": 0.0,
-        },
+        ),
     )
     return int(sizes.sum())
 

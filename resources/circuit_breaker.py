@@ -3,6 +3,10 @@
 A dependency that keeps failing is skipped for a while (open) instead of making every request wait
 for its timeout; once the open period is over, calls go through again (half-open) and the first
 outcome closes or reopens it. Built on the `circuitbreaker` library: only this module knows it.
+
+Two rules of our own on top: an outcome counts only if the circuit has not changed state since its
+call began (a slow success must not close a circuit that opened meanwhile, nor a slow failure
+prolong its open time), and a cancelled call (a client gone, our own deadline) is no outcome at all.
 """
 
 from __future__ import annotations
@@ -10,12 +14,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from circuitbreaker import STATE_CLOSED, STATE_HALF_OPEN, STATE_OPEN, CircuitBreaker
+from circuitbreaker import CircuitBreaker
 
 T = TypeVar("T")
 # circuit name, then its new state: "closed", "half_open" or "open"
 StateListener = Callable[[str, str], None]
-STATES = (STATE_CLOSED, STATE_HALF_OPEN, STATE_OPEN)
 
 
 class CircuitOpen(Exception):
@@ -39,16 +42,16 @@ class Circuit:
         is_failure: Callable[[Exception], bool] = _always,
         on_state: StateListener | None = None,
     ) -> None:
-        # A cancelled request (a client gone, a timeout of ours) says nothing of the dependency.
-        def counts(_: type, error: BaseException) -> bool:
-            return isinstance(error, Exception) and is_failure(error)
-
         self.name = name
         self._breaker = CircuitBreaker(
-            failure_threshold=failures, recovery_timeout=open_seconds, expected_exception=counts, name=name
+            failure_threshold=failures,
+            recovery_timeout=open_seconds,
+            expected_exception=lambda _, error: is_failure(error),
+            name=name,
         )
         self._on_state = on_state
         self._reported: str | None = None
+        self._epoch = 0  # bumped at every change of state
         self._report()
 
     @property
@@ -60,18 +63,31 @@ class Circuit:
 
     async def call(self, call: Callable[[], Awaitable[T]]) -> T:
         """`call()`, unless the circuit is open: then `CircuitOpen`, without calling."""
+        self._report()
         if self._breaker.opened:
             raise CircuitOpen(self.name, self.retry_after_seconds())
+        began = self._epoch
         try:
-            with self._breaker:
-                return await call()
-        finally:
+            result = await call()
+        except Exception as error:
+            self._record(began, error)
+            raise
+        self._record(began, None)
+        return result
+
+    def _record(self, began: int, error: Exception | None) -> None:
+        if began == self._epoch:
+            # The library's own bookkeeping, through its context-manager exit: counts a failure
+            # (opening at the threshold) or, on success, closes and resets the count.
+            self._breaker.__exit__(type(error) if error else None, error, None)
             self._report()
 
     def _report(self) -> None:
         state = self._breaker.state
-        if self._on_state is not None and state != self._reported:
-            self._on_state(self.name, state)
+        if state != self._reported:
+            self._epoch += 1
+            if self._on_state is not None:
+                self._on_state(self.name, state)
         self._reported = state
 
 

@@ -33,12 +33,13 @@ def ingestion_lock_key(prefix: str, segment_type: str) -> str:
 
 
 class CacheKind(StrEnum):
-    """What a lookup cache entry holds; also the `kind` label of the cache metrics."""
+    """What a lookup cache entry holds; also the `kind` label of the cache metrics. One letter
+    each: the kind is in every key, and millions of keys pay for each byte."""
 
-    MEMBERSHIPS = "memberships"  # a customer's segment ids, by index
-    SEGMENT = "segment"  # a segment's summary
-    CATALOG = "catalog"  # an index's catalog
-    HOLDS = "holds"  # whether an index has a customer in a segment: "1" or "0"
+    MEMBERSHIPS = "m"  # a customer's segment ids, by index
+    SEGMENT = "s"  # a segment's summary
+    CATALOG = "i"  # an index's catalog
+    HOLDS = "h"  # whether an index has a customer in a segment: "1" or "0"
 
 
 def lookup_key(prefix: str, generation: int, kind: CacheKind, item: str) -> str:

@@ -10,30 +10,45 @@ To add an attribute (it must be a column of the lake's stores table): a field he
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
 from resources.names import EntityId
 
-CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
-# One line of text: what a category or a city is called.
-AttributeText = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]*$")]
+# A filter value: one line of text, bounded; ids and countries in their own forms.
+FilterText = Annotated[str, StringConstraints(max_length=128, pattern=r"^[^\x00-\x1f\x7f]*$")]
+FILTER_FORMS = {"store_id": EntityId, "country": Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]}
 
 
 class TargetingAttributes(BaseModel):
-    """Null where the segment's parameters do not narrow on the attribute."""
+    """A segment's attributes as stored and answered: null where its parameters do not narrow on
+    one. Never re-validated on the way out: a value stored once is always read back."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True)
 
-    store_id: EntityId | None = Field(default=None, description="The store whose orders count.")
-    category: AttributeText | None = Field(default=None, description="The category of the stores whose orders count.")
-    city: AttributeText | None = Field(default=None, description="The city (of the stores, or of new customers).")
-    country: CountryCode | None = Field(default=None, description="The country, ISO 3166-1 alpha-2.")
+    store_id: str | None = Field(default=None, description="The store whose orders count.")
+    category: str | None = Field(default=None, description="The category of the stores whose orders count.")
+    city: str | None = Field(default=None, description="The city (of the stores, or of new customers).")
+    country: str | None = Field(default=None, description="The country, ISO 3166-1 alpha-2.")
 
 
 TARGETING_ATTRIBUTES: tuple[str, ...] = tuple(TargetingAttributes.model_fields)
+
+# What clients filter by, on every route that filters: one optional value per targeting attribute.
+TargetingFilters = create_model(
+    "TargetingFilters",
+    __config__=ConfigDict(frozen=True, extra="forbid"),
+    **{
+        name: (
+            FILTER_FORMS.get(name, FilterText) | None,
+            Field(default=None, description=f"The segment's {name} equals this."),
+        )
+        for name in TARGETING_ATTRIBUTES
+    },
+)
 
 
 class SegmentAttributes(TargetingAttributes):
@@ -57,10 +72,27 @@ class _SegmentHeading(BaseModel):
 class SegmentAnswer(TargetingAttributes, _SegmentHeading):
     """A segment in a lookup answer."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
     labels: dict[str, str]
     calculated_at: datetime
 
 
 SEGMENT_ANSWER_FIELDS: tuple[str, ...] = tuple(SegmentAnswer.model_fields)
+
+
+class InvalidLabelFilter(ValueError):
+    pass
+
+
+LabelFilters = tuple[tuple[str, str], ...]
+
+
+def parse_labels(labels: Iterable[str]) -> LabelFilters:
+    """`["team:growth", ...]` -> `(("team", "growth"), ...)`; the value may itself hold colons.
+    Pairs, not a dict: all must match, so two values of one key match nothing rather than the last."""
+    parsed = []
+    for label in labels:
+        key, sep, value = label.partition(":")
+        if not sep or not key or not value:
+            raise InvalidLabelFilter(f"{label!r} is not of the form key:value")
+        parsed.append((key, value))
+    return tuple(parsed)

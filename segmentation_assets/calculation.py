@@ -5,12 +5,20 @@ from datetime import datetime, timezone
 import boto3
 import dagster as dg
 
-from segmentation_assets.dagster_resources import ConfigStoreResource, LakeResource, SegmentJobRunner
-from resources.lake.storage import Lake
 from resources.lake.retention import ensure_lifecycle_rule, remove_expired_results
-from segmentation_assets.core.segment_job import SegmentConfig, SegmentJobRequest, SegmentJobResult
-from segmentation_assets.core.segment_types import SegmentType
+from resources.lake.storage import Lake
 from resources.targeting import SegmentAttributes
+from segmentation_assets.core.segment_job import (
+    SegmentConfig,
+    SegmentJobRequest,
+    SegmentJobResult,
+)
+from segmentation_assets.core.segment_types import SegmentType
+from segmentation_assets.dagster_resources import (
+    ConfigStoreResource,
+    LakeResource,
+    SegmentJobRunner,
+)
 
 DATA_QUALITY_CHECK = "data_quality"
 

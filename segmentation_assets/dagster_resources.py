@@ -13,14 +13,18 @@ from elasticsearch import Elasticsearch
 from pydantic import PrivateAttr
 from pyspark.sql import SparkSession
 
-from resources.publishing.bulk_load import BulkSettings
 from resources.config_store.database import session_factory
 from resources.config_store.segments import SegmentRepository
 from resources.lake.storage import Lake
+from resources.publishing.bulk_load import BulkSettings
 from resources.publishing.index_writer import SegmentIndexWriter
 from resources.publishing.ingestion import IngestionSettings
+from segmentation_assets.core.segment_job import (
+    SegmentJobRequest,
+    SegmentJobResult,
+    run_segment_job,
+)
 from segmentation_assets.core.spark_session import local_spark_session
-from segmentation_assets.core.segment_job import SegmentJobRequest, SegmentJobResult, run_segment_job
 
 
 class LakeResource(dg.ConfigurableResource):

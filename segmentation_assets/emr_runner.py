@@ -18,10 +18,10 @@ import boto3
 import dagster as dg
 from dagster_aws.pipes import PipesEMRServerlessClient, PipesS3MessageReader
 
-from segmentation_assets.dagster_resources import SegmentJobRunner
-from resources.lake.storage import Lake
 from resources.lake.manifest import read_manifest
+from resources.lake.storage import Lake
 from segmentation_assets.core.segment_job import SegmentJobRequest, SegmentJobResult
+from segmentation_assets.dagster_resources import SegmentJobRunner
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_PACKAGES = ("resources", "segmentation_assets")

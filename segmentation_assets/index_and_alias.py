@@ -10,14 +10,30 @@ from typing import Any
 
 import dagster as dg
 
-from segmentation_assets.dagster_resources import ElasticsearchResource, LakeResource, RedisResource
+from resources.publishing.aliases import (
+    AliasMove,
+    PublicationRefused,
+    move_under_lock,
+    publish_index,
+)
+from resources.publishing.ingestion import (
+    IngestionFailed,
+    IngestionReport,
+    ingest_calculation,
+)
 from resources.publishing.lock import IngestionLock, IngestionLocked
-from resources.publishing.aliases import AliasMove, PublicationRefused, move_under_lock, publish_index
-from resources.publishing.ingestion import IngestionFailed, IngestionReport, ingest_calculation
 from resources.publishing.results_reader import ResultsUnreadable
-from segmentation_assets.automation import alias_freshness_policy, publish_automation_condition
+from segmentation_assets.automation import (
+    alias_freshness_policy,
+    publish_automation_condition,
+)
 from segmentation_assets.calculation import members_key
 from segmentation_assets.core.segment_types import SegmentType
+from segmentation_assets.dagster_resources import (
+    ElasticsearchResource,
+    LakeResource,
+    RedisResource,
+)
 
 COMPLETENESS_CHECK = "complete"
 FAILED_CHUNKS_CHECK = "no_failed_chunks"

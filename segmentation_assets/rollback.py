@@ -10,12 +10,12 @@ import uuid
 import dagster as dg
 import redis
 
-from segmentation_assets.dagster_resources import ElasticsearchResource, RedisResource
-from resources.publishing.lock import IngestionLock
 from resources.publishing.aliases import AliasMove, move_under_lock, roll_back
 from resources.publishing.index_writer import SegmentIndexWriter
+from resources.publishing.lock import IngestionLock
 from resources.settings import Settings
 from segmentation_assets.core.segment_types import SEGMENT_TYPES
+from segmentation_assets.dagster_resources import ElasticsearchResource, RedisResource
 
 ROLLBACK_JOB = "rollback_alias"
 

@@ -21,13 +21,13 @@ from api.errors import (
 )
 from resources.config_store.segments import LabelKey, LabelValue
 from resources.names import ID_PATTERN
-from resources.serving.filters import InvalidLabelFilter, parse_labels
+from resources.targeting import InvalidLabelFilter, parse_labels
 from segmentation_assets.core.segment_types import SEGMENT_TYPES
 
 # `3`, `"3"` and `W/"3"` all name version 3; the version is the whole entity tag.
 _IF_MATCH = re.compile(r'(?:W/)?("?)([1-9][0-9]{0,8})\1')
 _CURSOR_PREFIX = "after:"
-_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f]")
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 _label_key = TypeAdapter(LabelKey)
 _label_value = TypeAdapter(LabelValue)
 

@@ -10,7 +10,7 @@ from resources.config_store.segments import AuditEntry, Labels, SegmentStatus
 from resources.config_store.segments import (
     Segment as SegmentPublic,  # the stored segment is the public shape
 )
-from resources.targeting import TargetingAttributes
+from resources.targeting import TargetingFilters
 
 # One line of printable text; a description may span lines. PostgreSQL text holds no NUL either way.
 SegmentName = Annotated[
@@ -53,7 +53,7 @@ class SegmentUpdate(BaseModel):
         return value
 
 
-class SegmentListQuery(TargetingAttributes):
+class SegmentListQuery(TargetingFilters):
     """`GET /v1/segments`'s query: the targeting attributes given must equal, and these."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)

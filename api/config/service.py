@@ -32,7 +32,7 @@ from resources.config_store.segments import (
     SegmentStatus,
     StaleVersion,
 )
-from resources.targeting import TARGETING_ATTRIBUTES, TargetingAttributes
+from resources.targeting import TARGETING_ATTRIBUTES, TargetingFilters
 from segmentation_assets.core.segment_types import SEGMENT_TYPES
 
 # Listing without a status filter leaves archived segments out; ask for them by name.
@@ -78,7 +78,7 @@ class SegmentConfigs:
         filters = SegmentFilters(
             segment_type=known_segment_type(query.segment_type) if query.segment_type is not None else None,
             statuses=tuple(dict.fromkeys(query.status)) or LISTED_BY_DEFAULT,
-            attributes=TargetingAttributes.model_validate(query.model_dump(include=set(TARGETING_ATTRIBUTES))),
+            attributes=TargetingFilters.model_validate(query.model_dump(include=set(TARGETING_ATTRIBUTES))),
             labels=label_filters(query.label),
         )
         segments, more = await self._run(
@@ -120,7 +120,7 @@ class SegmentConfigs:
             # Not `_check_writable`: archiving an archived segment is no conflict, but a stale version is.
             _check_version(error.current, version)
             raise _changed_concurrently(segment_id) from error
-        # This process at once; the others within their refresh of archived ids (api/main.py).
+        # This process at once; the others within their refresh of archived ids (api/lifespan.py).
         self._state.archived_segment_ids = self._state.archived_segment_ids | {segment.id}
 
     async def audit(self, segment_id: str) -> list[AuditEntry]:

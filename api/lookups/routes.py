@@ -20,14 +20,18 @@ from api.lookups.service import Lookups
 from api.query_params import one_value_each
 from api.state import AppState, State
 from resources.names import ID_PATTERN
-from resources.serving.filters import InvalidLabelFilter, SegmentFilter
-from resources.targeting import TARGETING_ATTRIBUTES, TargetingAttributes
+from resources.serving.filters import SegmentFilter
+from resources.targeting import (
+    TARGETING_ATTRIBUTES,
+    InvalidLabelFilter,
+    TargetingFilters,
+)
 
 router = APIRouter(tags=["lookups"], route_class=key_checked_first(admin=False))
 
 CustomerId = Annotated[str, Path(pattern=ID_PATTERN, description="The customer's id.")]
 NO_FILTER = SegmentFilter()
-NO_ATTRIBUTES = TargetingAttributes()
+NO_ATTRIBUTES = TargetingFilters()
 UNAVAILABLE = {503: {"description": "Elasticsearch is unavailable and the answer is not cached; see Retry-After."}}
 
 
@@ -37,19 +41,19 @@ def json_response(body: object) -> Response:
     return Response(orjson.dumps(body), media_type="application/json")
 
 
-def segment_filter(segment_types: list[str], attributes: TargetingAttributes, labels: list[str]) -> SegmentFilter:
+def segment_filter(segment_types: list[str], attributes: TargetingFilters, labels: list[str]) -> SegmentFilter:
     try:
         return SegmentFilter.of(segment_types=segment_types, attributes=attributes, labels=labels)
     except InvalidLabelFilter as error:
         raise invalid_input([{"field": "label", "message": str(error)}]) from error
 
 
-def targeting_filters(given: dict[str, str]) -> TargetingAttributes:
+def targeting_filters(given: dict[str, str]) -> TargetingFilters:
     """The attribute filters of a query string, checked like the batch body's (422 naming the field)."""
     if not given:
         return NO_ATTRIBUTES
     try:
-        return TargetingAttributes.model_validate(given)
+        return TargetingFilters.model_validate(given)
     except ValidationError as error:
         raise invalid_input(validation_details(list(error.errors()), prefix=("query",))) from error
 
@@ -59,12 +63,19 @@ def _query_parameter(name: str, description: str, repeatable: bool = False) -> d
     return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
 
 
+def _filter_parameter(name: str) -> dict[str, object]:
+    """A targeting attribute's filter, documented with the constraints `TargetingFilters` checks."""
+    field = TargetingFilters.model_json_schema()["properties"][name]
+    text = next(option for option in field["anyOf"] if option.get("type") == "string")
+    return {"name": name, "in": "query", "required": False, "description": field["description"], "schema": text}
+
+
 # The filters are read from the query string by hand, on the hottest path there is: FastAPI's
 # per-parameter validation cost more than the whole cached lookup. They are all free text, so
 # nothing is lost; the OpenAPI document still describes them.
 FILTER_PARAMETERS = [
     _query_parameter("segment_type", "Any of these types.", repeatable=True),
-    *(_query_parameter(name, f"The segment's {name} equals this.") for name in TARGETING_ATTRIBUTES),
+    *(_filter_parameter(name) for name in TARGETING_ATTRIBUTES),
     _query_parameter("label", "key:value; all must match.", repeatable=True),
 ]
 SINGLE_VALUED = [p["name"] for p in FILTER_PARAMETERS if p["schema"]["type"] != "array"]
@@ -112,6 +123,6 @@ async def customer_segments(request: Request) -> Response:
 async def customers_segments(body: CustomerSegmentsBatchRequest, state: State, _: ReadKey) -> Response:
     """Up to 1,000 customers at once: cached ones from Redis, the rest in one Elasticsearch request.
     All or nothing: with Elasticsearch unavailable, a batch with any uncached customer answers 503."""
-    attributes = TargetingAttributes.model_validate(body.model_dump(include=set(TARGETING_ATTRIBUTES)))
+    attributes = TargetingFilters.model_validate(body.model_dump(include=set(TARGETING_ATTRIBUTES)))
     selected = segment_filter(body.segment_type, attributes, body.label)
     return json_response({"results": await Lookups(state).segments_of(list(dict.fromkeys(body.customer_ids)), selected)})

@@ -11,14 +11,14 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from resources.names import ID_PATTERN
-from resources.targeting import SegmentAnswer, TargetingAttributes
+from resources.targeting import SegmentAnswer, TargetingFilters
 
 MAX_BATCH_CUSTOMERS = 1000
 
 CustomerIdText = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 
 
-class CustomerSegmentsBatchRequest(TargetingAttributes):
+class CustomerSegmentsBatchRequest(TargetingFilters):
     """The customers, and the same filters as a single lookup's: the targeting attributes given must equal."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -67,7 +67,7 @@ class SegmentFilters:
 
     segment_type: str | None = None
     statuses: tuple[SegmentStatus, ...] = ()
-    attributes: TargetingAttributes = TargetingAttributes()
+    attributes: BaseModel | None = None  # the targeting attributes given; all must equal
     labels: tuple[tuple[str, str], ...] = ()  # key:value pairs, all of which must hold
 
 
@@ -180,7 +180,8 @@ class SegmentRepository:
             query = query.where(SegmentRow.segment_type == filters.segment_type)
         if filters.statuses:
             query = query.where(SegmentRow.status.in_(filters.statuses))
-        for name, value in filters.attributes.model_dump(exclude_none=True).items():
+        given = filters.attributes.model_dump(exclude_none=True) if filters.attributes is not None else {}
+        for name, value in given.items():
             query = query.where(getattr(SegmentRow, name) == value)
         for key, value in filters.labels:
             query = query.where(SegmentRow.labels.contains({key: value}))

@@ -10,27 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from pydantic import BaseModel
 
-from resources.targeting import TargetingAttributes
-
-
-class InvalidLabelFilter(ValueError):
-    pass
-
-
-LabelFilters = tuple[tuple[str, str], ...]
-
-
-def parse_labels(labels: Iterable[str]) -> LabelFilters:
-    """`["team:growth", ...]` -> `(("team", "growth"), ...)`; the value may itself hold colons.
-    Pairs, not a dict: all must match, so two values of one key match nothing rather than the last."""
-    parsed = []
-    for label in labels:
-        key, sep, value = label.partition(":")
-        if not sep or not key or not value:
-            raise InvalidLabelFilter(f"{label!r} is not of the form key:value")
-        parsed.append((key, value))
-    return tuple(parsed)
+from resources.targeting import LabelFilters, parse_labels
 
 
 @dataclass(frozen=True)
@@ -44,7 +26,7 @@ class SegmentFilter:
         cls,
         *,
         segment_types: Iterable[str] = (),
-        attributes: TargetingAttributes | None = None,
+        attributes: BaseModel | None = None,
         labels: Iterable[str] = (),
     ) -> SegmentFilter:
         given = attributes.model_dump(exclude_none=True) if attributes is not None else {}

@@ -151,7 +151,7 @@ class SegmentReader:
         """
         held: dict[str, dict[str, list[str]]] = {c: {} for c in customer_ids}
         await self._collect(list(held), held)
-        return held  # in hit order: an answer is sorted once, when it is joined (segment_lookups)
+        return held  # in hit order: an answer is sorted once, when it is joined (resources/serving/lookups.py)
 
     async def _collect(
         self, customer_ids: list[str], held: dict[str, dict[str, list[str]]], pit: _PointInTime | None = None

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 from elasticsearch import AsyncElasticsearch
-from fastapi.concurrency import run_in_threadpool
+import anyio.to_thread
 from sqlalchemy import Engine, text
 
 CHECK_TIMEOUT_SECONDS = 1.0
@@ -38,7 +38,7 @@ class Readiness:
             connection.execute(text("SELECT 1"))
 
     async def _postgresql(self) -> None:
-        await run_in_threadpool(self._select_one)
+        await anyio.to_thread.run_sync(self._select_one)
 
     async def check(self) -> dict[str, str]:
         """Dependency -> "ok" or why it is not ready."""

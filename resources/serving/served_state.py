@@ -143,7 +143,7 @@ def record(state: ServedState) -> None:
 
 
 async def keep_served_state(es: AsyncElasticsearch, prefix: str, every_seconds: float = REFRESH_SECONDS) -> None:
-    """Runs for the life of the API process (api/main.py); Elasticsearch down only pauses it."""
+    """Runs for the life of the API process (api/lifespan.py); Elasticsearch down only pauses it."""
     failing = False
     while True:
         try:

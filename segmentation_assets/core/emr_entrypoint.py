@@ -13,8 +13,8 @@ def main() -> None:
     from dagster_pipes import PipesS3MessageWriter, open_dagster_pipes
     from pyspark.sql import SparkSession
 
-    from segmentation_assets.core.spark_session import JOB_SQL_SETTINGS
     from segmentation_assets.core.segment_job import SegmentJobRequest, run_segment_job
+    from segmentation_assets.core.spark_session import JOB_SQL_SETTINGS
 
     with open_dagster_pipes(message_writer=PipesS3MessageWriter(client=boto3.client("s3"))) as pipes:
         request = SegmentJobRequest.from_json(pipes.get_extra("request"))

@@ -8,7 +8,12 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from segmentation_assets.core.config_evaluation import SCOPE_KEY, scoped, threshold_join, with_scope_key
+from segmentation_assets.core.config_evaluation import (
+    SCOPE_KEY,
+    scoped,
+    threshold_join,
+    with_scope_key,
+)
 from segmentation_assets.core.raw_data import STORE_ATTRIBUTES, RawData
 from segmentation_assets.core.time_windows import age_days
 

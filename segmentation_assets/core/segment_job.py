@@ -14,7 +14,12 @@ from typing import Any, get_args
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
-from resources.lake.manifest import CalculationManifest, ManifestSegment, manifest_uri, write_manifest
+from resources.lake.manifest import (
+    CalculationManifest,
+    ManifestSegment,
+    manifest_uri,
+    write_manifest,
+)
 from resources.lake.storage import Lake
 from resources.targeting import SegmentAttributes
 from segmentation_assets.core.raw_data import QualityReport, RawData

@@ -772,3 +772,28 @@ def test_an_archived_segment_leaves_lookups_of_every_api_process(settings: Setti
         assert kept["id"] in served()
         # Gone from lookups, not from the config store.
         assert admin_process.get(f"/v1/segments/{archived['id']}", headers=keys.as_admin).json()["status"] == "archived"
+
+
+def test_a_segment_stored_before_a_rule_is_still_read_listed_and_computed(
+    client: TestClient, keys: Keys, segments: SegmentRepository
+) -> None:
+    # Stored as an older version of the API let it be: a tab in its category. Reads never re-validate.
+    params = {"min_orders": 1, "lookback_days": 7, "category": "Toys\tKids"}
+    targeting = {"store_id": None, "category": "Toys\tKids", "city": None, "country": None}
+    stored = segments.create(
+        name="older", segment_type="frequent_buyers", params=params, targeting=targeting,
+        labels={"era": "before"}, description=None, status="active", actor="an older release",
+    )
+    read = client.get(f"/v1/segments/{stored.id}", headers=keys.as_admin)
+    assert read.status_code == 200 and read.json()["category"] == "Toys\tKids"
+    listed = client.get("/v1/segments", params={"label": "era:before"}, headers=keys.as_admin)
+    assert listed.status_code == 200 and [s["id"] for s in listed.json()["segments"]] == [stored.id]
+    assert stored.id in {s.id for s in segments.active_of_type("frequent_buyers")}
+    archived = client.delete(f"/v1/segments/{stored.id}", headers=keys.as_admin)
+    assert archived.status_code == 204
+
+
+def test_a_delete_character_in_a_targeting_param_is_a_422_not_a_500(client: TestClient, keys: Keys) -> None:
+    body = {"name": "toys", "segment_type": "frequent_buyers", "params": {"min_orders": 1, "lookback_days": 7, "category": "Toys\x7f"}}
+    response = client.post("/v1/segments", json=body, headers=keys.as_admin)
+    assert_error(response, 422, "invalid_input", "params.category")

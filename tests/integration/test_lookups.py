@@ -173,7 +173,7 @@ def test_a_repeated_lookup_is_a_cache_hit(served) -> None:
     client, headers, _ = served
 
     def hits() -> float:  # this process's near cache, or Redis
-        return sum(metric("segmentation_cache_lookups_total", kind="memberships", result=r) for r in ("hit", "hit_near"))
+        return sum(metric("segmentation_cache_lookups_total", kind="m", result=r) for r in ("hit", "hit_near"))
 
     def searches() -> float:
         return metric("segmentation_elasticsearch_request_duration_seconds_count", operation="customer_segments", outcome="ok")

@@ -147,9 +147,9 @@ def test_with_redis_unreachable_lookups_stay_correct_and_the_errors_are_counted(
     redis_proxy.forward()
     time.sleep(OPEN_SECONDS + 0.1)  # the Redis breaker's open period
     assert_correct(client, headers, "c007")
-    hits = metric("segmentation_cache_lookups_total", kind="memberships", result="hit")
+    hits = metric("segmentation_cache_lookups_total", kind="m", result="hit")
     assert_correct(client, headers, "c007")
-    assert metric("segmentation_cache_lookups_total", kind="memberships", result="hit") == hits + 1
+    assert metric("segmentation_cache_lookups_total", kind="m", result="hit") == hits + 1
 
 
 def test_with_elasticsearch_down_cached_answers_are_served_and_the_rest_fail_fast(api, api_roomy, settings: Settings) -> None:

@@ -185,7 +185,7 @@ def wait_for_cache_hits(state, timeout: float) -> float:
     from prometheus_client import REGISTRY
 
     def hits() -> float:
-        return REGISTRY.get_sample_value("segmentation_cache_lookups_total", {"kind": "memberships", "result": "hit"}) or 0.0
+        return REGISTRY.get_sample_value("segmentation_cache_lookups_total", {"kind": "m", "result": "hit"}) or 0.0
 
     before = hits()
     deadline = time.monotonic() + timeout

@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from resources.serving.filters import InvalidLabelFilter, SegmentFilter, parse_labels
-from resources.targeting import TARGETING_ATTRIBUTES, TargetingAttributes
+from resources.serving.filters import SegmentFilter
+from resources.targeting import TARGETING_ATTRIBUTES, InvalidLabelFilter, TargetingAttributes, parse_labels
 
 SEGMENTS = [
     {"segment_id": "s1", "segment_type": "new_customers", "city": "Madrid", "store_id": None, "category": None, "country": "ES", "labels": {"team": "growth"}},

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from resources.names import EntityId
-from resources.targeting import TARGETING_ATTRIBUTES, CountryCode
+from resources.targeting import TARGETING_ATTRIBUTES
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from segmentation_assets.core.raw_data import RawData
 
 Attribute = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
+CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 
 
 class SegmentParams(BaseModel):

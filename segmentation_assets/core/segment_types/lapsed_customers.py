@@ -22,7 +22,11 @@ class LapsedCustomersParams(OrderNarrowing):
 def lapsed_customers_members(raw: RawData, configs: DataFrame) -> DataFrame:
     from pyspark.sql import functions as F
 
-    from segmentation_assets.core.config_evaluation import SCOPE_KEY, threshold_join, with_scope_key
+    from segmentation_assets.core.config_evaluation import (
+        SCOPE_KEY,
+        threshold_join,
+        with_scope_key,
+    )
     from segmentation_assets.core.order_windows import ORDER_NARROWING, order_history
 
     configs = with_scope_key(configs, list(ORDER_NARROWING))

@@ -6,7 +6,12 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from segmentation_assets.core.segment_types.base import Attribute, CountryCode, SegmentParams, SegmentType
+from segmentation_assets.core.segment_types.base import (
+    Attribute,
+    CountryCode,
+    SegmentParams,
+    SegmentType,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -27,7 +32,12 @@ class NewCustomersParams(SegmentParams):
 def new_customers_members(raw: RawData, configs: DataFrame) -> DataFrame:
     from pyspark.sql import functions as F
 
-    from segmentation_assets.core.config_evaluation import SCOPE_KEY, scoped, threshold_join, with_scope_key
+    from segmentation_assets.core.config_evaluation import (
+        SCOPE_KEY,
+        scoped,
+        threshold_join,
+        with_scope_key,
+    )
     from segmentation_assets.core.time_windows import age_days
 
     configs = with_scope_key(configs, list(CUSTOMER_NARROWING))
