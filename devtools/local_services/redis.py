@@ -1,7 +1,7 @@
 """The local Redis: its state, `up` and `down`.
 
 We run the Debian `redis-server` (installed when missing) as a daemon bound to 127.0.0.1 on the
-URL's port, with the URL's password, no persistence, and a memory bound that evicts cache entries only.
+URL's port, with the URL's password, no persistence, and a memory bound that evicts keys with a TTL only.
 """
 
 from __future__ import annotations
@@ -167,8 +167,8 @@ def _server_args(port: int, layout: Layout) -> list[str]:
         # snapshot of a full cache forks and rewrites it every minute, a core's worth of CPU that
         # tripled the p99 of batch lookups (bench/bench_api.py, measured).
         "--save", "", "--appendonly", "no", "--protected-mode", "yes",
-        # The lookup cache is bounded by memory: only keys with a TTL (cache entries) are evicted,
-        # never the generation counter or the ingestion locks.
+        # The lookup cache is bounded by memory: only keys with a TTL are evicted. The generation
+        # counter has none; the ingestion locks do, so under memory pressure they can go too.
         "--maxmemory", REDIS_MAXMEMORY, "--maxmemory-policy", "volatile-lru",
     ]
 
