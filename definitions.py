@@ -59,7 +59,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             retention=settings.index_retention,
             replicas=settings.index_replicas,
         ),
-        "redis": RedisResource(url=settings.redis_url, ingestion_lock_seconds=settings.ingest_lock_seconds),
+        "redis": RedisResource(url=settings.coordination_redis_url, ingestion_lock_seconds=settings.ingest_lock_seconds),
     }
 
 

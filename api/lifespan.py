@@ -51,15 +51,18 @@ def generation_file(settings: Settings) -> GenerationFile:
     return GenerationFile(settings.state_dir / "api" / f"{settings.index_prefix}.generation")
 
 
-def open_state(settings: Settings) -> tuple[AppState, AsyncElasticsearch, aioredis.Redis]:
-    """The process's state, and the two clients that the lifespan closes at the end."""
+def _redis(url: str, settings: Settings) -> aioredis.Redis:
+    return aioredis.Redis.from_url(
+        url, socket_timeout=settings.api_redis_timeout_seconds, socket_connect_timeout=settings.api_redis_timeout_seconds
+    )
+
+
+def open_state(settings: Settings) -> tuple[AppState, AsyncElasticsearch, list[aioredis.Redis]]:
+    """The process's state, and the clients that the lifespan closes at the end."""
     sessions = session_factory(settings.database_url)
     es = search_client(settings.elasticsearch_url, settings.api_search_budget_seconds)
-    redis = aioredis.Redis.from_url(
-        settings.redis_url,
-        socket_timeout=settings.api_redis_timeout_seconds,
-        socket_connect_timeout=settings.api_redis_timeout_seconds,
-    )
+    redis = _redis(settings.redis_url, settings)
+    coordination = _redis(settings.coordination_redis_url, settings) if settings.lock_redis_url else redis
     breakers = breaker_factory(settings.api_breaker_failures, settings.api_breaker_open_seconds)
     guard = SearchGuard(
         breakers, budget_seconds=settings.api_search_budget_seconds, open_seconds=settings.api_breaker_open_seconds
@@ -72,6 +75,7 @@ def open_state(settings: Settings) -> tuple[AppState, AsyncElasticsearch, aiored
         ttl_seconds=settings.lookup_cache_ttl_seconds,
         refresh_seconds=settings.lookup_generation_refresh_seconds,
         generation_file=generation_file(settings),
+        coordination=coordination,
     )
     config_store = ConfigStoreGuard(breakers, open_seconds=settings.api_breaker_open_seconds)
     state = AppState(
@@ -83,13 +87,13 @@ def open_state(settings: Settings) -> tuple[AppState, AsyncElasticsearch, aiored
         export=SegmentExport(reader, settings.api_export_budget_seconds),
         readiness=Readiness(es, redis, engine_for(settings.database_url)),
     )
-    return state, es, redis
+    return state, es, list({id(c): c for c in (redis, coordination)}.values())
 
 
 def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state, es, redis = open_state(settings)
+        state, es, redis_clients = open_state(settings)
         app.state.segmentation = state
         background = [
             asyncio.create_task(_refresh_archived(state)),
@@ -110,6 +114,7 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
                 await state.api_keys.flush_usage()
             await state.lookups.cache.drain()
             await es.close()
-            await redis.aclose()
+            for client in redis_clients:
+                await client.aclose()
 
     return lifespan

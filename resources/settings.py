@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     database_url: str = "postgresql+psycopg2://segmentation:segmentation@127.0.0.1:5432/segmentation"
     elasticsearch_url: str = "http://127.0.0.1:9200"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Redis for coordination: the ingestion locks and the generation counter. Give it a Redis that
+    # never evicts (`noeviction`): the cache's evicts keys with a TTL, and a lock has one.
+    lock_redis_url: str | None = None
     spark_mode: Literal["local", "emr"] = "local"
     index_prefix: str = Field(default="segments", pattern=r"^[a-z0-9][a-z0-9_-]{0,40}$")
 
@@ -71,6 +74,12 @@ class Settings(BaseSettings):
 
     # Archived segments leave lookups within 60 s; each API process re-reads them this often.
     archived_refresh_seconds: float = Field(default=10.0, gt=0, le=50)
+
+
+    @property
+    def coordination_redis_url(self) -> str:
+        """Where the ingestion locks and the generation counter live: `lock_redis_url`, else the cache's."""
+        return self.lock_redis_url or self.redis_url
 
 
 @lru_cache

@@ -109,6 +109,8 @@ class ElasticsearchResource(dg.ConfigurableResource):
 
 
 class RedisResource(dg.ConfigurableResource):
+    """The coordination Redis: the ingestion locks and the generation counter."""
+
     url: str
     ingestion_lock_seconds: int = 600
     _client: redis.Redis | None = PrivateAttr(default=None)

@@ -32,7 +32,7 @@ def roll_back_type(
 def roll_back_with_settings(settings: Settings, segment_type: str, to: str | None) -> AliasMove:
     """For the command line: the same clients the Dagster resources would build."""
     search = ElasticsearchResource(url=settings.elasticsearch_url, index_prefix=settings.index_prefix)
-    store = RedisResource(url=settings.redis_url, ingestion_lock_seconds=settings.ingest_lock_seconds)
+    store = RedisResource(url=settings.coordination_redis_url, ingestion_lock_seconds=settings.ingest_lock_seconds)
     try:
         return roll_back_type(search.writer(), store.client(), segment_type, to, settings.ingest_lock_seconds)
     finally:

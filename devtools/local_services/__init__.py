@@ -27,7 +27,14 @@ from devtools.local_services.elasticsearch import (
 )
 from devtools.local_services.layout import Layout, layout_for, state_lock
 from devtools.local_services.postgres import postgres_down, postgres_state, postgres_up
-from devtools.local_services.redis import redis_down, redis_state, redis_up
+from devtools.local_services.redis import (
+    coordination_down,
+    coordination_state,
+    coordination_up,
+    redis_down,
+    redis_state,
+    redis_up,
+)
 from devtools.local_services.service import ServiceError, ServiceState
 from resources.settings import Settings
 
@@ -39,7 +46,7 @@ __all__ = [
     "services_up",
 ]
 
-Step = Callable[[Settings, Layout], ServiceState]
+Step = Callable[[Settings, Layout], ServiceState | None]  # None: nothing to manage for these settings
 
 
 def _run_each(steps: list[Step], settings: Settings, layout: Layout) -> list[ServiceState]:
@@ -48,7 +55,9 @@ def _run_each(steps: list[Step], settings: Settings, layout: Layout) -> list[Ser
     states: list[ServiceState] = []
     for step in steps:
         try:
-            states.append(step(settings, layout))
+            state = step(settings, layout)
+            if state is not None:
+                states.append(state)
         except ServiceError as exc:
             errors.append(str(exc))
     if errors:
@@ -61,18 +70,20 @@ def services_up(settings: Settings) -> list[ServiceState]:
     layout = layout_for(settings)
     with state_lock(layout):
         # The quick ones first, so that a slow or failing Elasticsearch still leaves them usable.
-        postgres, redis, elasticsearch = _run_each([postgres_up, redis_up, elasticsearch_up], settings, layout)
-    return [elasticsearch, postgres, redis]
+        postgres, redis, *coordination, elasticsearch = _run_each(
+            [postgres_up, redis_up, coordination_up, elasticsearch_up], settings, layout
+        )
+    return [elasticsearch, postgres, redis, *coordination]
 
 
 def services_down(settings: Settings) -> list[ServiceState]:
     """Stop what `services_up` started (pidfiles under state_dir); leave everything else alone."""
     layout = layout_for(settings)
     with state_lock(layout):
-        return _run_each([elasticsearch_down, postgres_down, redis_down], settings, layout)
+        return _run_each([elasticsearch_down, postgres_down, redis_down, coordination_down], settings, layout)
 
 
 def services_status(settings: Settings) -> list[ServiceState]:
     """Reachability of each configured URL, and whether we started what answers there."""
     layout = layout_for(settings)
-    return [elasticsearch_state(settings, layout), postgres_state(settings, layout), redis_state(settings, layout)]
+    return _run_each([elasticsearch_state, postgres_state, redis_state, coordination_state], settings, layout)

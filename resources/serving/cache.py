@@ -124,8 +124,11 @@ class LookupCache:
         ttl_seconds: int,
         refresh_seconds: float,
         generation_file: GenerationFile,
+        coordination: aioredis.Redis | None = None,
     ) -> None:
         self._redis = client
+        # The generation counter lives with the locks when coordination has a Redis of its own.
+        self._coordination = coordination or client
         self._set_many = client.register_script(_SET_MANY)
         self._prefix = prefix
         self._circuit = breakers.get(REDIS_CIRCUIT)
@@ -150,11 +153,11 @@ class LookupCache:
         now = time.monotonic()
         if now < self._valid_until:
             return self._generation
-        ok, value = await self._call("generation", lambda: self._redis.get(generation_key(self._prefix)))
+        ok, value = await self._call("generation", lambda: self._coordination.get(generation_key(self._prefix)))
         generation = int(value or 0) if ok else None
         if generation is not None and generation < self._floor:
             ok, raised = await self._call(
-                "generation", lambda: self._redis.eval(_RAISE_GENERATION, 1, generation_key(self._prefix), self._floor)
+                "generation", lambda: self._coordination.eval(_RAISE_GENERATION, 1, generation_key(self._prefix), self._floor)
             )
             generation = int(raised) if ok else None  # type: ignore[arg-type]
         if generation is not None and generation > self._floor:
