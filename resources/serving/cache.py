@@ -189,26 +189,35 @@ class LookupCache:
             CACHE_LOOKUPS.labels(kind, "miss").inc(len(wanted) - hits)
         return found
 
-    async def put_many(self, generation: int, kind: CacheKind, values: dict[str, bytes]) -> None:
+    @property
+    def ttl_seconds(self) -> int:
+        return self._ttl
+
+    async def put_many(
+        self, generation: int, kind: CacheKind, values: dict[str, bytes], ttl_seconds: int | None = None
+    ) -> None:
         if not values:
             return
         keyed = {self._key(generation, kind, item): value for item, value in values.items()}
+        ttl = ttl_seconds or self._ttl
 
         if len(keyed) == 1:
             [(key, value)] = keyed.items()
-            await self._call("set", lambda: self._redis.set(key, value, ex=self._ttl))
+            await self._call("set", lambda: self._redis.set(key, value, ex=ttl))
         else:
-            await self._call("set", lambda: self._set_many(keys=list(keyed), args=[self._ttl, *keyed.values()]))
+            await self._call("set", lambda: self._set_many(keys=list(keyed), args=[ttl, *keyed.values()]))
 
-    async def write_behind(self, generation: int, kind: CacheKind, values: dict[str, bytes]) -> None:
+    async def write_behind(
+        self, generation: int, kind: CacheKind, values: dict[str, bytes], ttl_seconds: int | None = None
+    ) -> None:
         """`put_many` without the caller waiting for it: the write runs as a task of its own, so
         the answer goes out first. Waited for here when `MAX_WRITES_BEHIND` are pending already."""
         if not values:
             return
         if len(self._writes) >= MAX_WRITES_BEHIND:
-            await self.put_many(generation, kind, values)
+            await self.put_many(generation, kind, values, ttl_seconds)
             return
-        task = asyncio.get_running_loop().create_task(self.put_many(generation, kind, values))
+        task = asyncio.get_running_loop().create_task(self.put_many(generation, kind, values, ttl_seconds))
         self._writes.add(task)  # the loop keeps only a weak reference to a task
         task.add_done_callback(self._writes.discard)
 

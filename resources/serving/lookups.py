@@ -21,6 +21,7 @@ holds, parsed, in an LRU of its own.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -41,6 +42,7 @@ class SegmentLookups:
         self.reader = reader
         self.cache = cache
         self._near = NearCache(near_entries)  # f"{generation}:{kind}:{item}" -> an answer's JSON
+        self._catalogs_kept: dict[tuple[int, str], float] = {}  # (generation, index) -> next rewrite due
 
     async def customer_segments(self, customer_id: str) -> list[dict[str, Any]]:
         return orjson.loads((await self.serialized_segments([customer_id]))[customer_id])
@@ -64,6 +66,8 @@ class SegmentLookups:
             await self.cache.write_behind(generation, MEMBERSHIPS, {c: orjson.dumps(m) for c, m in fetched.items()})
             memberships.update(fetched)
         joined = await self._answer(generation, memberships)
+        if misses:
+            await self._keep_catalogs(generation, {index for m in fetched.values() for index in m})
         self._near_put(generation, MEMBERSHIPS, joined)
         answers.update(joined)
         return answers
@@ -99,10 +103,30 @@ class SegmentLookups:
         if missing:
             read = dict(zip(missing, await asyncio.gather(*(self.reader.catalog(index) for index in missing))))
             if generation is not None:
-                serialized_catalogs = {i: self.reader.serialized_catalog(c) for i, c in read.items()}
-                await self.cache.write_behind(generation, CATALOG, serialized_catalogs)
+                await self._write_catalogs(generation, read)
             catalogs.update(read)
         return catalogs
+
+    async def _keep_catalogs(self, generation: int, indices: set[str]) -> None:
+        """Writes again, at most every quarter of the cache's TTL, the catalogs that new entries
+        need, with a quarter more TTL than theirs: a process started while Elasticsearch is down
+        can then join every entry in Redis. This process holds them in memory, and would otherwise
+        let Redis's copy expire (or be evicted) while entries written later still point at it."""
+        now = time.monotonic()
+        due = [i for i in indices if self._catalogs_kept.get((generation, i), 0.0) <= now]
+        catalogs = {i: c for i in due if (c := self.reader.loaded_catalog(i)) is not None}
+        await self._write_catalogs(generation, catalogs)
+
+    async def _write_catalogs(self, generation: int, catalogs: dict[str, Catalog]) -> None:
+        if not catalogs:
+            return
+        ttl = self.cache.ttl_seconds
+        if len(self._catalogs_kept) > 1_000:  # only the current generation's matter
+            self._catalogs_kept = {k: v for k, v in self._catalogs_kept.items() if k[0] == generation}
+        for index in catalogs:
+            self._catalogs_kept[(generation, index)] = time.monotonic() + ttl / 4
+        serialized = {i: self.reader.serialized_catalog(c) for i, c in catalogs.items()}
+        await self.cache.write_behind(generation, CATALOG, serialized, ttl_seconds=ttl + max(1, ttl // 4))
 
     async def segment_summary(self, segment_id: str) -> dict[str, Any] | None:
         """member_count, calculated_at, chunks and index of the served calculation, or None."""

@@ -255,6 +255,30 @@ def test_cached_answers_survive_an_api_restart_while_elasticsearch_is_down(setup
         es_proxy.forward()
 
 
+def test_a_new_process_joins_an_entry_written_after_its_catalog_was_first_cached(
+    setup, proxies, settings: Settings
+) -> None:
+    """A running process holds its catalogs in memory; the copy in Redis must outlive every entry
+    written later, or a process started while Elasticsearch is down cannot join them."""
+    proxied, headers = setup
+    es_proxy, redis_proxy = proxies
+    es_proxy.forward()
+    redis_proxy.forward()
+    redis.Redis.from_url(settings.redis_url).incr(generation_key(settings.index_prefix))  # nothing cached yet
+    short = proxied.model_copy(update={"lookup_cache_ttl_seconds": 4})
+    with TestClient(create_app(short)) as running:
+        assert_correct(running, headers, "c061")  # t=0: the catalog and c061's entry, for 4 s
+        time.sleep(2.5)
+        assert_correct(running, headers, "c062")  # t=2.5: c062's entry, for 4 s; the catalog from memory
+    time.sleep(2.0)  # t=4.5: a catalog cached once, at t=0, would be gone
+    es_proxy.refuse()
+    try:
+        with TestClient(create_app(short)) as restarted:
+            assert_correct(restarted, headers, "c062")
+    finally:
+        es_proxy.forward()
+
+
 def test_the_generation_never_goes_backwards(setup, proxies, settings: Settings) -> None:
     """Redis restored from an older snapshot must not bring back answers cached long ago."""
     proxied, headers = setup
