@@ -85,7 +85,9 @@ def open_state(settings: Settings) -> tuple[AppState, AsyncElasticsearch, list[a
         api_keys=ApiKeyCache(ApiKeyRepository(sessions), config_store=config_store),
         lookups=SegmentLookups(reader, cache, near_entries=settings.lookup_near_cache_entries),
         export=SegmentExport(reader, settings.api_export_budget_seconds),
-        readiness=Readiness(es, redis, engine_for(settings.database_url)),
+        readiness=Readiness(
+            es, redis, engine_for(settings.database_url), coordination if coordination is not redis else None
+        ),
     )
     return state, es, list({id(c): c for c in (redis, coordination)}.values())
 

@@ -319,6 +319,7 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-api-"))
     es = Elasticsearch(base.elasticsearch_url, request_timeout=300)
     cache = redis.Redis.from_url(base.redis_url)
+    coordination = redis.Redis.from_url(base.coordination_redis_url)  # the generation counter's
     admin_engine = create_engine(base.database_url)
     server: subprocess.Popen[bytes] | None = None
     try:
@@ -332,7 +333,7 @@ def main() -> int:
 
         print(f"indexing {segments:,} segments, {memberships:,} memberships of {customers:,} customers ...", flush=True)
         build_seconds = build_index(es, prefix, segments, memberships, customers, threads=2)
-        cache.incr(generation_key(prefix))
+        coordination.incr(generation_key(prefix))
         print(f"index built in {build_seconds:.0f}s; {segment_count(es, prefix)} Lucene segments", flush=True)
         merge_seconds = wait_for_merges(es, prefix)
         print(f"merges done after {merge_seconds:.0f}s more; {segment_count(es, prefix)} Lucene segments", flush=True)
@@ -361,7 +362,7 @@ def main() -> int:
             warmed = max(warmed, count)
 
         def new_generation() -> None:
-            cache.incr(generation_key(prefix))
+            coordination.incr(generation_key(prefix))
             time.sleep(1.2)  # each worker re-reads the generation within a second
 
         # A miss run starts a new generation, so ids need only be distinct within a run: each wrk
@@ -463,6 +464,7 @@ def main() -> int:
                 batch = []
         if batch:
             cache.unlink(*batch)
+        coordination.delete(generation_key(prefix))
         with admin_engine.begin() as connection:
             connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         admin_engine.dispose()

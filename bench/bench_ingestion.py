@@ -250,7 +250,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that `finally` deletes what the run made
     settings = Settings()
     es = Elasticsearch(settings.elasticsearch_url, request_timeout=120, serializer=OrjsonSerializer())
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis.Redis.from_url(settings.coordination_redis_url)  # the lock's and the generation's
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     try:
         with tempfile.TemporaryDirectory(prefix="bench-ingestion-") as root:

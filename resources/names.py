@@ -19,6 +19,7 @@ EntityId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 # Circuit breakers of the API, one per dependency (shown on /metrics by these names).
 ELASTICSEARCH_CIRCUIT = "elasticsearch"
 REDIS_CIRCUIT = "redis"
+COORDINATION_CIRCUIT = "redis_coordination"  # when the coordination keys have a Redis of their own
 POSTGRESQL_CIRCUIT = "postgresql"
 
 

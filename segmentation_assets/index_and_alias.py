@@ -79,7 +79,7 @@ def _index_checks(report: IngestionReport) -> list[dg.AssetCheckResult]:
         ),
         dg.AssetCheckResult(
             check_name=FAILED_CHUNKS_CHECK,
-            passed=not report.failed_segments,
+            passed=not report.failed_segments and not report.unreadable_parts,
             severity=dg.AssetCheckSeverity.WARN,
             metadata=_metadata(
                 {
@@ -88,8 +88,11 @@ def _index_checks(report: IngestionReport) -> list[dg.AssetCheckResult]:
                     "unreadable_parts": report.unreadable_parts,
                 }
             ),
-            description=None if not report.failed_segments else "Within the error tolerance, these segments failed "
-            "to load and serve instead: " + "; ".join(f"{s}: {what}" for s, what in report.failed_segments.items()),
+            description=None
+            if not (report.failed_segments or report.unreadable_parts)
+            else "Within the error tolerance, these segments failed to load and serve instead: "
+            + "; ".join(f"{s}: {what}" for s, what in report.failed_segments.items())
+            + (f". Unreadable results parts: {', '.join(report.unreadable_parts)}" if report.unreadable_parts else ""),
         ),
     ]
 

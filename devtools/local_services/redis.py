@@ -80,8 +80,9 @@ def cache_instance(settings: Settings, layout: Layout) -> RedisInstance:
 
 def coordination_instance(settings: Settings, layout: Layout) -> RedisInstance | None:
     """The coordination Redis to manage, when the settings give it a URL of its own."""
-    if settings.coordination_redis_url == settings.redis_url:
-        return None
+    coordination, cache = parse_redis_url(settings.coordination_redis_url), parse_redis_url(settings.redis_url)
+    if (coordination.host, coordination.port) == (cache.host, cache.port):
+        return None  # another database of the cache's own server: nothing more to start
     return RedisInstance(
         COORDINATION_REDIS, settings.coordination_redis_url, layout.root / "redis-coordination", evicting=False
     )
@@ -233,17 +234,19 @@ def _server_args(port: int, instance: RedisInstance) -> list[str]:
         # generation counter never falls below what Elasticsearch and the API recorded), and a
         # snapshot of a full cache forks and rewrites it every minute, a core's worth of CPU that
         # tripled the p99 of batch lookups (bench/bench_api.py, measured).
-        "--save", "", "--appendonly", "no", "--protected-mode", "yes",
+        "--save", "", "--protected-mode", "yes",
         *_memory_args(instance),
     ]
 
 
 def _memory_args(instance: RedisInstance) -> list[str]:
     if not instance.evicting:
-        return ["--maxmemory-policy", "noeviction"]  # a lock or the counter evicted breaks a guarantee
+        # A lock or the counter evicted breaks a guarantee. Its few keys are kept in an append-only
+        # file, so the generation survives a restart of this server (the cache's needs none).
+        return ["--maxmemory-policy", "noeviction", "--appendonly", "yes"]
     # The lookup cache is bounded by memory: only keys with a TTL are evicted. The generation
     # counter has none; the ingestion locks do, so they belong on the coordination Redis.
-    return ["--maxmemory", REDIS_MAXMEMORY, "--maxmemory-policy", "volatile-lru"]
+    return ["--maxmemory", REDIS_MAXMEMORY, "--maxmemory-policy", "volatile-lru", "--appendonly", "no"]
 
 
 def instance_down(instance: RedisInstance) -> ServiceState:

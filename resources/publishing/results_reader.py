@@ -215,7 +215,7 @@ def segment_members(lake: Lake, results_uri: str, read: ResultsRead | None = Non
             except ResultsUnreadable as error:
                 if read is None:
                     raise
-                read.unreadable.append((paths[position], str(error)))
+                read.unreadable.append((paths[position], str(error.__cause__ or error)))
                 segments = []
             upcoming[position] = None  # type: ignore[call-overload]  # let the file's memory go
             for segment_id, customers in segments:

@@ -30,13 +30,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from resources.circuit_breaker import CircuitOpen, Circuits
-from resources.names import REDIS_CIRCUIT, CacheKind, generation_key, lookup_key
+from resources.circuit_breaker import Circuit, CircuitOpen, Circuits
+from resources.names import COORDINATION_CIRCUIT, REDIS_CIRCUIT, CacheKind, generation_key, lookup_key
 from resources.serving.metrics import CACHE_ERRORS, CACHE_LOOKUPS
 
 T = TypeVar("T")
@@ -132,6 +132,10 @@ class LookupCache:
         self._set_many = client.register_script(_SET_MANY)
         self._prefix = prefix
         self._circuit = breakers.get(REDIS_CIRCUIT)
+        # A healthy coordination Redis must not close the cache's breaker, nor the other way round.
+        self._coordination_circuit = (
+            breakers.get(COORDINATION_CIRCUIT) if self._coordination is not client else self._circuit
+        )
         self._ttl = ttl_seconds
         self._refresh = refresh_seconds
         self._file = generation_file
@@ -140,10 +144,12 @@ class LookupCache:
         self._valid_until = 0.0
         self._writes: set[asyncio.Task[None]] = set()
 
-    async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> tuple[bool, T | None]:
+    async def _call(
+        self, operation: str, call: Callable[[], Awaitable[T]], circuit: Circuit | None = None
+    ) -> tuple[bool, T | None]:
         """(True, the call's answer), or (False, None) when Redis failed or its breaker is open (counted)."""
         try:
-            return True, await self._circuit.call(call)
+            return True, await (circuit or self._circuit).call(call)
         except (CircuitOpen, RedisError, OSError, TimeoutError):
             CACHE_ERRORS.labels(operation).inc()
             return False, None
@@ -153,11 +159,15 @@ class LookupCache:
         now = time.monotonic()
         if now < self._valid_until:
             return self._generation
-        ok, value = await self._call("generation", lambda: self._coordination.get(generation_key(self._prefix)))
+        ok, value = await self._call(
+            "generation", lambda: self._coordination.get(generation_key(self._prefix)), self._coordination_circuit
+        )
         generation = int(value or 0) if ok else None
         if generation is not None and generation < self._floor:
             ok, raised = await self._call(
-                "generation", lambda: self._coordination.eval(_RAISE_GENERATION, 1, generation_key(self._prefix), self._floor)
+                "generation",
+                lambda: self._coordination.eval(_RAISE_GENERATION, 1, generation_key(self._prefix), self._floor),
+                self._coordination_circuit,
             )
             generation = int(raised) if ok else None  # type: ignore[arg-type]
         if generation is not None and generation > self._floor:
@@ -195,17 +205,19 @@ class LookupCache:
 
     async def put_many(
         self, generation: int, kind: CacheKind, values: dict[str, bytes], ttl_seconds: int | None = None
-    ) -> None:
+    ) -> bool:
+        """Whether Redis took them (a failure is counted, never raised)."""
         if not values:
-            return
+            return True
         keyed = {self._key(generation, kind, item): value for item, value in values.items()}
         ttl = ttl_seconds or self._ttl
 
         if len(keyed) == 1:
             [(key, value)] = keyed.items()
-            await self._call("set", lambda: self._redis.set(key, value, ex=ttl))
+            ok, _ = await self._call("set", lambda: self._redis.set(key, value, ex=ttl))
         else:
-            await self._call("set", lambda: self._set_many(keys=list(keyed), args=[ttl, *keyed.values()]))
+            ok, _ = await self._call("set", lambda: self._set_many(keys=list(keyed), args=[ttl, *keyed.values()]))
+        return ok
 
     async def write_behind(
         self, generation: int, kind: CacheKind, values: dict[str, bytes], ttl_seconds: int | None = None
@@ -217,9 +229,12 @@ class LookupCache:
         if len(self._writes) >= MAX_WRITES_BEHIND:
             await self.put_many(generation, kind, values, ttl_seconds)
             return
-        task = asyncio.get_running_loop().create_task(self.put_many(generation, kind, values, ttl_seconds))
+        task = asyncio.get_running_loop().create_task(self._put_behind(generation, kind, values, ttl_seconds))
         self._writes.add(task)  # the loop keeps only a weak reference to a task
         task.add_done_callback(self._writes.discard)
+
+    async def _put_behind(self, *args: Any) -> None:
+        await self.put_many(*args)
 
     async def drain(self) -> None:
         """Waits for the writes still pending: on shutdown, before the Redis client closes."""

@@ -109,7 +109,7 @@ class SegmentLookups:
 
     async def _keep_catalogs(self, generation: int, indices: set[str]) -> None:
         """Writes again, at most every quarter of the cache's TTL, the catalogs that new entries
-        need, with a quarter more TTL than theirs: a process started while Elasticsearch is down
+        need, with half a TTL more than theirs: a process started while Elasticsearch is down
         can then join every entry in Redis. This process holds them in memory, and would otherwise
         let Redis's copy expire (or be evicted) while entries written later still point at it."""
         now = time.monotonic()
@@ -123,10 +123,12 @@ class SegmentLookups:
         ttl = self.cache.ttl_seconds
         if len(self._catalogs_kept) > 1_000:  # only the current generation's matter
             self._catalogs_kept = {k: v for k, v in self._catalogs_kept.items() if k[0] == generation}
-        for index in catalogs:
-            self._catalogs_kept[(generation, index)] = time.monotonic() + ttl / 4
         serialized = {i: self.reader.serialized_catalog(c) for i, c in catalogs.items()}
-        await self.cache.write_behind(generation, CATALOG, serialized, ttl_seconds=ttl + max(1, ttl // 4))
+        # Waited for, once per index and quarter TTL: marked kept only once Redis has it. Half a TTL
+        # more than the entries: rewritten every quarter, it outlives the last entry written.
+        if await self.cache.put_many(generation, CATALOG, serialized, ttl_seconds=ttl + max(1, ttl // 2)):
+            for index in catalogs:
+                self._catalogs_kept[(generation, index)] = time.monotonic() + ttl / 4
 
     async def segment_summary(self, segment_id: str) -> dict[str, Any] | None:
         """member_count, calculated_at, chunks and index of the served calculation, or None."""

@@ -9,19 +9,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import anyio.to_thread
 import redis.asyncio as aioredis
 from elasticsearch import AsyncElasticsearch
-import anyio.to_thread
 from sqlalchemy import Engine, text
 
 CHECK_TIMEOUT_SECONDS = 1.0
 
 
 class Readiness:
-    def __init__(self, es: AsyncElasticsearch, redis: aioredis.Redis, database: Engine) -> None:
+    def __init__(
+        self, es: AsyncElasticsearch, redis: aioredis.Redis, database: Engine, coordination: aioredis.Redis | None = None
+    ) -> None:
         self._es = es
         self._redis = redis
         self._database = database
+        self._coordination = coordination  # checked when the coordination keys have a Redis of their own
 
     async def _elasticsearch(self) -> None:
         health = await self._es.options(request_timeout=CHECK_TIMEOUT_SECONDS, max_retries=0).cluster.health(
@@ -47,6 +50,8 @@ class Readiness:
             "redis": self._redis_ping,
             "postgresql": self._postgresql,
         }
+        if self._coordination is not None:
+            checks["redis_coordination"] = self._coordination.ping
 
         async def run(check: Callable[[], Awaitable[None]]) -> str:
             try:

@@ -54,6 +54,7 @@ def test_up_starts_a_coordination_redis_that_never_evicts(split: Settings) -> No
     cache, coordination = redis.Redis.from_url(split.redis_url), redis.Redis.from_url(split.coordination_redis_url)
     assert cache.config_get("maxmemory-policy")["maxmemory-policy"] == "volatile-lru"
     assert coordination.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
+    assert coordination.config_get("appendonly")["appendonly"] == "yes"  # the counter survives a restart
 
 
 def test_cache_pressure_evicts_neither_the_lock_nor_the_generation(split: Settings) -> None:
@@ -83,6 +84,7 @@ def test_cache_pressure_evicts_neither_the_lock_nor_the_generation(split: Settin
     async def api_generation() -> int | None:
         state, es, clients = open_state(split)  # what an API process opens
         try:
+            assert (await state.readiness.check())["redis_coordination"] == "ok"
             return await state.lookups.cache.generation()
         finally:
             await es.close()
