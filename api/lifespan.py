@@ -89,7 +89,7 @@ def open_state(settings: Settings) -> tuple[AppState, AsyncElasticsearch, list[a
             es, redis, engine_for(settings.database_url), coordination if coordination is not redis else None
         ),
     )
-    return state, es, list({id(c): c for c in (redis, coordination)}.values())
+    return state, es, [redis] if coordination is redis else [redis, coordination]
 
 
 def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:

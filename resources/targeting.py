@@ -51,6 +51,11 @@ TargetingFilters = create_model(
 )
 
 
+def given_attributes(model: BaseModel) -> dict[str, str]:
+    """The targeting attributes a model (a filter, a request) gives, by name."""
+    return {name: value for name in TARGETING_ATTRIBUTES if (value := getattr(model, name, None)) is not None}
+
+
 class SegmentAttributes(TargetingAttributes):
     """What readers see of a segment as of one calculation: carried from the config store through
     the calculation's manifest into the index."""

@@ -32,14 +32,18 @@ _label_key = TypeAdapter(LabelKey)
 _label_value = TypeAdapter(LabelValue)
 
 
+def known_segment_type(name: str) -> str:
+    if name not in SEGMENT_TYPES:
+        raise invalid_field("segment_type", f"unknown segment type; known: {', '.join(sorted(SEGMENT_TYPES))}")
+    return name
+
+
 def validated_params(segment_type_name: str, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str | None]]:
     """The params as stored (defaults filled in) and the targeting attributes derived from them.
 
     Strict: an integer parameter takes a JSON integer, not `"30"` nor `true`, so that a typo is an
     error rather than a silently different segment."""
-    segment_type = SEGMENT_TYPES.get(segment_type_name)
-    if segment_type is None:
-        raise invalid_field("segment_type", f"unknown segment type; known: {', '.join(sorted(SEGMENT_TYPES))}")
+    segment_type = SEGMENT_TYPES[known_segment_type(segment_type_name)]
     try:
         parsed = segment_type.params_model.model_validate(params, strict=True)
     except ValidationError as error:

@@ -11,6 +11,7 @@ from api.config.input import (
     decode_cursor,
     encode_cursor,
     etag,
+    known_segment_type,
     label_filters,
     require_storable,
     validated_params,
@@ -32,17 +33,11 @@ from resources.config_store.segments import (
     SegmentStatus,
     StaleVersion,
 )
-from resources.targeting import TARGETING_ATTRIBUTES, TargetingFilters
+from resources.targeting import given_attributes
 from segmentation_assets.core.segment_types import SEGMENT_TYPES
 
 # Listing without a status filter leaves archived segments out; ask for them by name.
 LISTED_BY_DEFAULT: tuple[SegmentStatus, ...] = ("active", "paused")
-
-
-def known_segment_type(name: str) -> str:
-    if name not in SEGMENT_TYPES:
-        raise invalid_field("segment_type", f"unknown segment type; known: {', '.join(sorted(SEGMENT_TYPES))}")
-    return name
 
 
 class SegmentConfigs:
@@ -78,7 +73,7 @@ class SegmentConfigs:
         filters = SegmentFilters(
             segment_type=known_segment_type(query.segment_type) if query.segment_type is not None else None,
             statuses=tuple(dict.fromkeys(query.status)) or LISTED_BY_DEFAULT,
-            attributes=TargetingFilters.model_validate(query.model_dump(include=set(TARGETING_ATTRIBUTES))),
+            attributes=given_attributes(query),
             labels=label_filters(query.label),
         )
         segments, more = await self._run(

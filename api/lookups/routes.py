@@ -25,13 +25,13 @@ from resources.targeting import (
     TARGETING_ATTRIBUTES,
     InvalidLabelFilter,
     TargetingFilters,
+    given_attributes,
 )
 
 router = APIRouter(tags=["lookups"], route_class=key_checked_first(admin=False))
 
 CustomerId = Annotated[str, Path(pattern=ID_PATTERN, description="The customer's id.")]
 NO_FILTER = SegmentFilter()
-NO_ATTRIBUTES = TargetingFilters()
 UNAVAILABLE = {503: {"description": "Elasticsearch is unavailable and the answer is not cached; see Retry-After."}}
 
 
@@ -41,19 +41,19 @@ def json_response(body: object) -> Response:
     return Response(orjson.dumps(body), media_type="application/json")
 
 
-def segment_filter(segment_types: list[str], attributes: TargetingFilters, labels: list[str]) -> SegmentFilter:
+def segment_filter(segment_types: list[str], attributes: dict[str, str], labels: list[str]) -> SegmentFilter:
     try:
         return SegmentFilter.of(segment_types=segment_types, attributes=attributes, labels=labels)
     except InvalidLabelFilter as error:
         raise invalid_input([{"field": "label", "message": str(error)}]) from error
 
 
-def targeting_filters(given: dict[str, str]) -> TargetingFilters:
+def targeting_filters(given: dict[str, str]) -> dict[str, str]:
     """The attribute filters of a query string, checked like the batch body's (422 naming the field)."""
     if not given:
-        return NO_ATTRIBUTES
+        return given
     try:
-        return TargetingFilters.model_validate(given)
+        return given_attributes(TargetingFilters.model_validate(given))
     except ValidationError as error:
         raise invalid_input(validation_details(list(error.errors()), prefix=("query",))) from error
 
@@ -123,6 +123,5 @@ async def customer_segments(request: Request) -> Response:
 async def customers_segments(body: CustomerSegmentsBatchRequest, state: State, _: ReadKey) -> Response:
     """Up to 1,000 customers at once: cached ones from Redis, the rest in one Elasticsearch request.
     All or nothing: with Elasticsearch unavailable, a batch with any uncached customer answers 503."""
-    attributes = TargetingFilters.model_validate(body.model_dump(include=set(TARGETING_ATTRIBUTES)))
-    selected = segment_filter(body.segment_type, attributes, body.label)
+    selected = segment_filter(body.segment_type, given_attributes(body), body.label)
     return json_response({"results": await Lookups(state).segments_of(list(dict.fromkeys(body.customer_ids)), selected)})

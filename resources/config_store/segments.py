@@ -7,7 +7,7 @@ appends its audit entry in the same transaction, so two writers of one version c
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -67,7 +67,7 @@ class SegmentFilters:
 
     segment_type: str | None = None
     statuses: tuple[SegmentStatus, ...] = ()
-    attributes: BaseModel | None = None  # the targeting attributes given; all must equal
+    attributes: dict[str, str] = field(default_factory=dict)  # the targeting attributes given; all must equal
     labels: tuple[tuple[str, str], ...] = ()  # key:value pairs, all of which must hold
 
 
@@ -180,8 +180,7 @@ class SegmentRepository:
             query = query.where(SegmentRow.segment_type == filters.segment_type)
         if filters.statuses:
             query = query.where(SegmentRow.status.in_(filters.statuses))
-        given = filters.attributes.model_dump(exclude_none=True) if filters.attributes is not None else {}
-        for name, value in given.items():
+        for name, value in filters.attributes.items():
             query = query.where(getattr(SegmentRow, name) == value)
         for key, value in filters.labels:
             query = query.where(SegmentRow.labels.contains({key: value}))

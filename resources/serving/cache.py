@@ -30,13 +30,19 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from resources.circuit_breaker import Circuit, CircuitOpen, Circuits
-from resources.names import COORDINATION_CIRCUIT, REDIS_CIRCUIT, CacheKind, generation_key, lookup_key
+from resources.names import (
+    COORDINATION_CIRCUIT,
+    REDIS_CIRCUIT,
+    CacheKind,
+    generation_key,
+    lookup_key,
+)
 from resources.serving.metrics import CACHE_ERRORS, CACHE_LOOKUPS
 
 T = TypeVar("T")
@@ -142,7 +148,7 @@ class LookupCache:
         self._floor = generation_file.read()
         self._generation: int | None = None
         self._valid_until = 0.0
-        self._writes: set[asyncio.Task[None]] = set()
+        self._writes: set[asyncio.Task[bool]] = set()
 
     async def _call(
         self, operation: str, call: Callable[[], Awaitable[T]], circuit: Circuit | None = None
@@ -229,12 +235,9 @@ class LookupCache:
         if len(self._writes) >= MAX_WRITES_BEHIND:
             await self.put_many(generation, kind, values, ttl_seconds)
             return
-        task = asyncio.get_running_loop().create_task(self._put_behind(generation, kind, values, ttl_seconds))
+        task = asyncio.get_running_loop().create_task(self.put_many(generation, kind, values, ttl_seconds))
         self._writes.add(task)  # the loop keeps only a weak reference to a task
         task.add_done_callback(self._writes.discard)
-
-    async def _put_behind(self, *args: Any) -> None:
-        await self.put_many(*args)
 
     async def drain(self) -> None:
         """Waits for the writes still pending: on shutdown, before the Redis client closes."""

@@ -5,12 +5,11 @@ The cache holds each customer's full list once, so one entry answers every filte
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from pydantic import BaseModel
 
 from resources.targeting import LabelFilters, parse_labels
 
@@ -26,11 +25,10 @@ class SegmentFilter:
         cls,
         *,
         segment_types: Iterable[str] = (),
-        attributes: BaseModel | None = None,
+        attributes: Mapping[str, str] | None = None,
         labels: Iterable[str] = (),
     ) -> SegmentFilter:
-        given = attributes.model_dump(exclude_none=True) if attributes is not None else {}
-        return cls(frozenset(segment_types), given, parse_labels(labels))
+        return cls(frozenset(segment_types), dict(attributes or {}), parse_labels(labels))
 
     @property
     def is_empty(self) -> bool:

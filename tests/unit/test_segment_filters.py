@@ -6,7 +6,11 @@ import orjson
 import pytest
 
 from resources.serving.filters import SegmentFilter
-from resources.targeting import TARGETING_ATTRIBUTES, InvalidLabelFilter, TargetingAttributes, parse_labels
+from resources.targeting import (
+    TARGETING_ATTRIBUTES,
+    InvalidLabelFilter,
+    parse_labels,
+)
 
 SEGMENTS = [
     {"segment_id": "s1", "segment_type": "new_customers", "city": "Madrid", "store_id": None, "category": None, "country": "ES", "labels": {"team": "growth"}},
@@ -17,7 +21,7 @@ SEGMENTS = [
 
 def _filter(segment_types=(), labels=(), **attributes) -> SegmentFilter:
     assert set(attributes) <= set(TARGETING_ATTRIBUTES)
-    return SegmentFilter.of(segment_types=segment_types, attributes=TargetingAttributes(**attributes), labels=labels)
+    return SegmentFilter.of(segment_types=segment_types, attributes=attributes, labels=labels)
 
 
 @pytest.mark.parametrize(
