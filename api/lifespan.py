@@ -25,7 +25,7 @@ from resources.serving.lookups import SegmentLookups
 from resources.serving.reader import SegmentReader
 from resources.serving.readiness import Readiness
 from resources.serving.search_guard import SearchGuard, breaker_factory, search_client
-from resources.serving.served_state import keep_served_state
+from resources.serving.served_state import keep_served_state, refresh_served_state
 from resources.settings import Settings
 
 # API keys' last_used_at is written in the background at most this often (per key and process).
@@ -97,10 +97,13 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state, es, redis_clients = open_state(settings)
         app.state.segmentation = state
+        # What Elasticsearch serves corrects what Redis lacks or lost of it, before the first lookup.
+        reconcile = state.lookups.cache.reconcile_served
+        failing = await refresh_served_state(es, settings.index_prefix, on_read=reconcile)
         background = [
             asyncio.create_task(_refresh_archived(state)),
             asyncio.create_task(_record_key_usage(state)),
-            asyncio.create_task(keep_served_state(es, settings.index_prefix)),
+            asyncio.create_task(keep_served_state(es, settings.index_prefix, on_read=reconcile, failing=failing)),
         ]
         # The ~180,000 objects made by imports and startup live as long as the process: out of the
         # collector's sight, a full collection walks only what requests leave behind. Without

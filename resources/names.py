@@ -28,6 +28,18 @@ def generation_key(prefix: str) -> str:
     return f"{prefix}:generation"
 
 
+def served_indices_key(prefix: str) -> str:
+    """Redis hash: segment type -> "<generation> <index>", the index its alias serves and the
+    generation that switch was given (see `served_index_value`). Written with the counter, by
+    one script, at every switch."""
+    return f"{prefix}:served"
+
+
+def served_index_value(generation: int, index: str) -> str:
+    """A `served_indices_key` field's value (index names hold no space)."""
+    return f"{generation} {index}"
+
+
 def ingestion_lock_key(prefix: str, segment_type: str) -> str:
     """Held by the one ingestion of a segment type that may run."""
     return f"{prefix}:ingestion-lock:{segment_type}"
@@ -37,15 +49,16 @@ class CacheKind(StrEnum):
     """What a lookup cache entry holds; also the `kind` label of the cache metrics. One letter
     each: the kind is in every key, and millions of keys pay for each byte."""
 
-    MEMBERSHIPS = "m"  # a customer's segment ids, by index
-    SEGMENT = "s"  # a segment's summary
+    MEMBERSHIPS = "m"  # a customer's segment ids, by the generation each type's index was served at
+    SEGMENT = "s"  # a segment's summary, under the generation it was read at
     CATALOG = "i"  # an index's catalog
     HOLDS = "h"  # whether an index has a customer in a segment: "1" or "0"
 
 
-def lookup_key(prefix: str, generation: int, kind: CacheKind, item: str) -> str:
-    """A cached lookup answer, under the alias generation it was read at."""
-    return f"{prefix}:lookup:{generation}:{kind}:{item}"
+def lookup_key(prefix: str, kind: CacheKind, item: str) -> str:
+    """A cached lookup answer. The item says what it is valid for: an index (which never changes
+    once served), or a generation of the served indices."""
+    return f"{prefix}:lookup:{kind}:{item}"
 
 
 def type_alias(prefix: str, segment_type: str) -> str:

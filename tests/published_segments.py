@@ -1,9 +1,11 @@
 """Publishes hand-made segment memberships straight through the index writer, as the index and
-alias assets would (new index, bulk, alias switch, generation INCR), without running Spark."""
+alias assets would (new index, bulk, alias switch, a new generation recorded with the index it
+serves), without running Spark."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timezone
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,7 +13,7 @@ import redis
 from elasticsearch import Elasticsearch, helpers
 
 from resources.names import index_name
-from resources.names import generation_key
+from resources.publishing.aliases import record_switch
 from resources.publishing.index_writer import SegmentIndexWriter, chunk_documents
 from resources.settings import Settings
 
@@ -58,6 +60,7 @@ def publish(
     helpers.bulk(es, actions, chunk_size=200)
     writer.finish_loading(name)
     writer.switch_alias(segment_type, name)
-    redis.Redis.from_url(settings.redis_url).incr(generation_key(settings.index_prefix))
+    generation = record_switch(redis.Redis.from_url(settings.coordination_redis_url), settings.index_prefix, segment_type, name, 0)
+    writer.update_meta(name, generation=generation, published_at=datetime.now(timezone.utc).isoformat())
     es.close()
     return name

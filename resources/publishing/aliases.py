@@ -1,9 +1,11 @@
 """Which index serves a segment type: the alias switch, its generation, retention and rollback.
 
 Every move of the aliases is one atomic `_aliases` request (`SegmentIndexWriter.switch_alias`),
-followed by a new generation: the Redis counter `<prefix>:generation`, which the API's cache keys
-on. The generation is also written into the served index's `_meta`, and the counter never goes
-below the highest generation recorded there, so a Redis that lost its data cannot hand out a
+followed by a new generation: the Redis counter `<prefix>:generation`, and in the same script the
+type's entry in `<prefix>:served` (its index, and this generation), which the API's cache keys
+on: an answer cached from a type's index stays valid until that type switches, whatever the
+others do. The generation is also written into the served index's `_meta`, and the counter never
+goes below the highest generation recorded there, so a Redis that lost its data cannot hand out a
 generation again.
 
 Nothing moves unless Redis answers first; a switch that Redis then cannot give a generation is
@@ -33,17 +35,24 @@ from tenacity import (
     wait_exponential,
 )
 
-from resources.names import generation_key, is_index_name
+from resources.names import generation_key, is_index_name, served_indices_key
 from resources.publishing.index_writer import SegmentIndex, SegmentIndexWriter
 from resources.publishing.lock import IngestionLock, IngestionLocked
 
-# INCR, but never to a value at or below ARGV[1] (the highest generation Elasticsearch has seen).
-_NEXT_GENERATION = """
+# INCR the counter KEYS[1], but never to a value at or below ARGV[1] (the highest generation
+# Elasticsearch has seen); then record in the hash KEYS[2] that type ARGV[2] is served by index
+# ARGV[3] since that generation (no index: the type is served by none). Answers the generation.
+_RECORD_SWITCH = """
 local generation = redis.call('INCR', KEYS[1])
 local floor = tonumber(ARGV[1])
 if generation <= floor then
   generation = floor + 1
   redis.call('SET', KEYS[1], generation)
+end
+if ARGV[3] == '' then
+  redis.call('HDEL', KEYS[2], ARGV[2])
+else
+  redis.call('HSET', KEYS[2], ARGV[2], generation .. ' ' .. ARGV[3])
 end
 return generation
 """
@@ -83,18 +92,20 @@ def move_under_lock(lock: IngestionLock, move_aliases: Callable[[], AliasMove]) 
     return move
 
 
-def next_generation(client: redis.Redis, prefix: str, floor: int) -> int:
-    return int(client.register_script(_NEXT_GENERATION)(keys=[generation_key(prefix)], args=[floor]))
+def record_switch(client: redis.Redis, prefix: str, segment_type: str, index: str | None, floor: int) -> int:
+    """A new generation, now the one `index` serves `segment_type` under (`served_index_value`)."""
+    keys = [generation_key(prefix), served_indices_key(prefix)]
+    return int(client.register_script(_RECORD_SWITCH)(keys=keys, args=[floor, segment_type, index or ""]))
 
 
-def _new_generation(client: redis.Redis, prefix: str, floor: int) -> int:
+def _new_generation(client: redis.Redis, prefix: str, segment_type: str, index: str, floor: int) -> int:
     retrying = Retrying(
         stop=stop_after_attempt(GENERATION_ATTEMPTS),
         wait=wait_exponential(multiplier=0.5, max=2),
         retry=retry_if_exception_type((redis.ConnectionError, redis.TimeoutError)),
         reraise=True,
     )
-    return retrying(next_generation, client, prefix, floor)
+    return retrying(record_switch, client, prefix, segment_type, index, floor)
 
 
 def _switch(
@@ -110,7 +121,7 @@ def _switch(
         ) from error
     previous = writer.switch_alias(segment_type, index)
     try:
-        generation = _new_generation(client, writer.prefix, floor)
+        generation = _new_generation(client, writer.prefix, segment_type, index, floor)
     except redis.RedisError as error:
         # Readers key their caches on the generation: under the old one, answers cached from the
         # previous indices would still be served beside the new index's. So the switch is undone.
@@ -148,7 +159,7 @@ def _undo_switch(
     try:
         # While the generation was asked for, readers may have cached the new index's answers under
         # the current one: a new generation retires them.
-        next_generation(client, writer.prefix, floor)
+        record_switch(client, writer.prefix, segment_type, previous[0] if previous else None, floor)
         retired = ""
     except redis.RedisError:
         retired = (

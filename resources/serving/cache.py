@@ -1,13 +1,17 @@
-"""Cache-aside for lookups in Redis, keyed by the alias generation, so a switch needs no invalidation.
+"""Cache-aside for lookups in Redis, valid per segment type, so a switch needs no invalidation.
 
-Every alias switch INCRs `<prefix>:generation` (resources/publishing/aliases.py). Entries live under
-`<prefix>:lookup:<generation>:<kind>:<id>`; after a switch nobody reads the old ones again and
-their TTL removes them. Redis's `maxmemory` with an LRU policy bounds the whole cache.
+Every alias switch INCRs `<prefix>:generation` and records, in `<prefix>:served`, the index that
+now serves the type and that generation (resources/publishing/aliases.py). A customer's entry,
+`<prefix>:lookup:m:<id>`, holds its segments per type under that generation
+(resources/serving/served_indices.py): after a switch only the type that moved is read again,
+and what the entry holds of the others is still answered. Catalogs and membership checks are
+cached by index name, which never changes once served; segment summaries under the generation.
+Redis's `maxmemory` with an LRU policy bounds the whole cache; TTLs remove what nobody reads.
 
-The generation is read at most once per `refresh_seconds` per process, so a switch shows within
+What is served is read at most once per `refresh_seconds` per process, so a switch shows within
 about that long. The highest generation seen is also kept in a small file: if Redis ever answers a
 lower one (restored from an older snapshot, or the key evicted), the counter is raised past it, so
-entries written under a generation that was already used are never read again.
+a generation that was already used, and the entries written under it, are never read again.
 
 `NearCache` is the bounded in-process cache that resources/serving/lookups.py keeps in front of
 this one, for the answers asked about most.
@@ -42,8 +46,10 @@ from resources.names import (
     CacheKind,
     generation_key,
     lookup_key,
+    served_indices_key,
 )
 from resources.serving.metrics import CACHE_ERRORS, CACHE_LOOKUPS
+from resources.serving.served_indices import ServedIndices
 
 T = TypeVar("T")
 # Writes pending at once per process; past this (Redis slow), a lookup waits for its own write,
@@ -59,6 +65,33 @@ if current < floor then
   return floor + 1
 end
 return current
+"""
+
+# Corrects the hash KEYS[2] by what Elasticsearch serves: for each triple (type ARGV[i], index
+# ARGV[i + 1], the generation ARGV[i + 2] that index's _meta records, or 0), a type with no entry,
+# or whose entry names another index under an older generation than that (a Redis restored from
+# an old snapshot), gets a new generation of the counter KEYS[1] (first raised to ARGV[1], this
+# process's floor). An entry newer than the _meta is the publisher's, mid-switch: left alone.
+_RECONCILE_SERVED = """
+local changed = 0
+if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+for i = 2, #ARGV, 3 do
+  local recorded = redis.call('HGET', KEYS[2], ARGV[i])
+  local stale = not recorded
+  if recorded then
+    local space = string.find(recorded, ' ', 1, true)
+    local token = tonumber(string.sub(recorded, 1, (space or 1) - 1)) or 0
+    stale = (not space or string.sub(recorded, space + 1) ~= ARGV[i + 1]) and token < tonumber(ARGV[i + 2])
+  end
+  if stale then
+    local generation = redis.call('INCR', KEYS[1])
+    redis.call('HSET', KEYS[2], ARGV[i], generation .. ' ' .. ARGV[i + 1])
+    changed = changed + 1
+  end
+end
+return changed
 """
 
 
@@ -146,7 +179,7 @@ class LookupCache:
         self._refresh = refresh_seconds
         self._file = generation_file
         self._floor = generation_file.read()
-        self._generation: int | None = None
+        self._served: ServedIndices | None = None
         self._valid_until = 0.0
         self._writes: set[asyncio.Task[bool]] = set()
 
@@ -160,38 +193,60 @@ class LookupCache:
             CACHE_ERRORS.labels(operation).inc()
             return False, None
 
-    async def generation(self) -> int | None:
-        """The current alias generation, or None when Redis cannot say (then the cache is bypassed)."""
+    async def served(self) -> ServedIndices | None:
+        """What is served and since which generation, or None when Redis cannot say (then the cache is bypassed)."""
         now = time.monotonic()
         if now < self._valid_until:
-            return self._generation
-        ok, value = await self._call(
-            "generation", lambda: self._coordination.get(generation_key(self._prefix)), self._coordination_circuit
-        )
-        generation = int(value or 0) if ok else None
-        if generation is not None and generation < self._floor:
+            return self._served
+        prefix = self._prefix
+
+        async def read() -> tuple[bytes | None, dict[bytes, bytes]]:
+            async with self._coordination.pipeline(transaction=True) as pipe:  # one reply, one moment
+                generation, recorded = await pipe.get(generation_key(prefix)).hgetall(served_indices_key(prefix)).execute()
+            return generation, recorded
+
+        ok, answer = await self._call("generation", read, self._coordination_circuit)
+        served = ServedIndices.parse(int(answer[0] or 0), answer[1]) if ok and answer else None
+        if served is not None and served.generation < self._floor:
             ok, raised = await self._call(
                 "generation",
-                lambda: self._coordination.eval(_RAISE_GENERATION, 1, generation_key(self._prefix), self._floor),
+                lambda: self._coordination.eval(_RAISE_GENERATION, 1, generation_key(prefix), self._floor),
                 self._coordination_circuit,
             )
-            generation = int(raised) if ok else None  # type: ignore[arg-type]
-        if generation is not None and generation > self._floor:
-            self._floor = generation
-            self._file.write(generation)
-        self._generation = generation
+            served = ServedIndices(int(raised), served.types) if ok else None  # type: ignore[arg-type]
+        if served is not None and served.generation > self._floor:
+            self._floor = served.generation
+            self._file.write(served.generation)
+        self._served = served
         self._valid_until = now + self._refresh
-        return generation
+        return served
 
-    def _key(self, generation: int, kind: CacheKind, item: str) -> str:
-        return lookup_key(self._prefix, generation, kind, item)
+    async def reconcile_served(self, served: dict[str, tuple[str, int | None]]) -> int:
+        """Corrects Redis's record of what is served by what Elasticsearch serves (type -> (index,
+        the generation in its _meta)) where Redis lacks a type (an upgrade, a Redis that lost its
+        data) or holds an older one (restored from an old snapshot). Answers how many it changed."""
+        if not served:
+            return 0
+        triples = [str(item) for t, (index, generation) in sorted(served.items()) for item in (t, index, generation or 0)]
+        keys = [generation_key(self._prefix), served_indices_key(self._prefix)]
+        ok, changed = await self._call(
+            "generation",
+            lambda: self._coordination.eval(_RECONCILE_SERVED, 2, *keys, self._floor, *triples),
+            self._coordination_circuit,
+        )
+        if ok and changed:
+            self._valid_until = 0.0  # read it again at the next lookup
+        return int(changed or 0) if ok else 0
 
-    async def get_many(self, generation: int, kind: CacheKind, items: list[str]) -> dict[str, bytes]:
+    def _key(self, kind: CacheKind, item: str) -> str:
+        return lookup_key(self._prefix, kind, item)
+
+    async def get_many(self, kind: CacheKind, items: list[str]) -> dict[str, bytes]:
         """item -> cached value for those in Redis; the rest are misses."""
         found: dict[str, bytes] = {}
         if not items:
             return found
-        wanted = {self._key(generation, kind, item): item for item in items}  # Redis key -> item
+        wanted = {self._key(kind, item): item for item in items}  # Redis key -> item
         ok, values = await self._call("get", lambda: self._redis.mget(list(wanted)))
         hits = 0
         if ok and values is not None:
@@ -209,13 +264,11 @@ class LookupCache:
     def ttl_seconds(self) -> int:
         return self._ttl
 
-    async def put_many(
-        self, generation: int, kind: CacheKind, values: dict[str, bytes], ttl_seconds: int | None = None
-    ) -> bool:
+    async def put_many(self, kind: CacheKind, values: dict[str, bytes], ttl_seconds: int | None = None) -> bool:
         """Whether Redis took them (a failure is counted, never raised)."""
         if not values:
             return True
-        keyed = {self._key(generation, kind, item): value for item, value in values.items()}
+        keyed = {self._key(kind, item): value for item, value in values.items()}
         ttl = ttl_seconds or self._ttl
 
         if len(keyed) == 1:
@@ -225,17 +278,15 @@ class LookupCache:
             ok, _ = await self._call("set", lambda: self._set_many(keys=list(keyed), args=[ttl, *keyed.values()]))
         return ok
 
-    async def write_behind(
-        self, generation: int, kind: CacheKind, values: dict[str, bytes], ttl_seconds: int | None = None
-    ) -> None:
+    async def write_behind(self, kind: CacheKind, values: dict[str, bytes], ttl_seconds: int | None = None) -> None:
         """`put_many` without the caller waiting for it: the write runs as a task of its own, so
         the answer goes out first. Waited for here when `MAX_WRITES_BEHIND` are pending already."""
         if not values:
             return
         if len(self._writes) >= MAX_WRITES_BEHIND:
-            await self.put_many(generation, kind, values, ttl_seconds)
+            await self.put_many(kind, values, ttl_seconds)
             return
-        task = asyncio.get_running_loop().create_task(self.put_many(generation, kind, values, ttl_seconds))
+        task = asyncio.get_running_loop().create_task(self.put_many(kind, values, ttl_seconds))
         self._writes.add(task)  # the loop keeps only a weak reference to a task
         task.add_done_callback(self._writes.discard)
 

@@ -1,21 +1,23 @@
-"""Lookups with the cache in front of Elasticsearch (cache-aside, keyed by alias generation).
+"""Lookups with the cache in front of Elasticsearch (cache-aside, valid per segment type).
 
-What is cached of a customer is compact: the ids of its segments, by the index that holds them
-(`{index: [segment_id, ...]}`, `{}` for none; most customers are in few segments or none). The
-answer is made from those ids and the catalog of each index (resources/serving/reader.py), the
-segments' attributes serialized once: an entry takes about a sixth of the Redis memory of the
-answer it makes (measured in bench_api), so the same memory holds six times the customers, and a
-batch's writes to it are small. Every filter is applied in the process, so one entry serves them all.
+What is cached of a customer is compact: the ids of its segments, per type, under the generation
+that type's index was served at (resources/serving/served_indices.py; `{"17": ["seg-1"], "23": []}`).
+The answer is made from those ids and the catalog of each index (resources/serving/reader.py), the
+segments' attributes serialized once: an entry takes a fraction of the Redis memory of the answer
+it makes, so the same memory holds several times the customers. Every filter is applied in the
+process, so one entry serves them all. When a type switches, an entry is still answered for the
+other types, and only the type that moved is read again, in a search that the misses of the same
+moment share (resources/serving/coalescing.py): a switch is no cache flush.
 
 Catalogs are cached too, so that with Elasticsearch unavailable a process that has never read
 an index can still answer from the cache; so are segment summaries and the membership checks
-that a customer's list cannot answer. Whatever the cache holds for the current generation is
+that a customer's list cannot answer. Whatever the cache holds for the served indices is
 answered; the rest raises `SearchUnavailable`.
 
 In front of Redis, each process keeps the answers (and segment summaries) it made last in a
-bounded near cache, keyed by generation like Redis: a repeated lookup, the commonest, is then
-neither read from Redis nor joined again. Catalogs stay out of it: the reader keeps the ones it
-holds, parsed, in an LRU of its own.
+bounded near cache, keyed by the generation: a repeated lookup, the commonest, is then neither
+read from Redis nor joined again. Catalogs stay out of it: the reader keeps the ones it holds,
+parsed, in an LRU of its own.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ import orjson
 
 from resources.names import CacheKind
 from resources.serving.cache import LookupCache, NearCache
+from resources.serving.coalescing import MissCoalescer
 from resources.serving.metrics import CACHE_LOOKUPS
-from resources.serving.reader import SegmentReader
+from resources.serving.reader import CUSTOMERS_PER_BUDGET, SegmentReader
+from resources.serving.served_indices import Held, ServedIndices
 
 MEMBERSHIPS, SEGMENT, CATALOG, HOLDS = CacheKind.MEMBERSHIPS, CacheKind.SEGMENT, CacheKind.CATALOG, CacheKind.HOLDS
 
@@ -41,36 +45,57 @@ class SegmentLookups:
     def __init__(self, reader: SegmentReader, cache: LookupCache, *, near_entries: int = 0) -> None:
         self.reader = reader
         self.cache = cache
+        self._misses = MissCoalescer(reader.memberships_of, max_ids=CUSTOMERS_PER_BUDGET)
         self._near = NearCache(near_entries)  # f"{generation}:{kind}:{item}" -> an answer's JSON
-        self._catalogs_kept: dict[tuple[int, str], float] = {}  # (generation, index) -> next rewrite due
+        self._catalogs_kept: dict[str, float] = {}  # index -> next rewrite due
 
     async def customer_segments(self, customer_id: str) -> list[dict[str, Any]]:
         return orjson.loads((await self.serialized_segments([customer_id]))[customer_id])
 
     async def serialized_segments(self, customer_ids: list[str]) -> dict[str, bytes]:
         """customer_id -> its segment list as JSON, sorted by segment id, for each distinct id given:
-        MGET, then one search for the misses. An answer without filters embeds these bytes as they are."""
-        generation = await self.cache.generation()
-        if generation is None:  # Redis cannot say which calculation is served: no cache at all
-            memberships = await self.reader.memberships_of(customer_ids)
-            return await self._answer(None, memberships)
-        answers = self._near_get(generation, MEMBERSHIPS, customer_ids)
+        MGET, then a search for what the entries lack. An answer without filters embeds these bytes as they are."""
+        served = await self.cache.served()
+        if served is None or not served.types:  # Redis cannot say what is served: no cache at all
+            return await self._answer(await self._misses.memberships_of(customer_ids))
+        answers = self._near_get(served.generation, MEMBERSHIPS, customer_ids)
         rest = [c for c in customer_ids if c not in answers]
         if not rest:
             return answers
-        cached = await self.cache.get_many(generation, MEMBERSHIPS, rest)
-        memberships = {c: orjson.loads(entry) for c, entry in cached.items()}
-        misses = [c for c in rest if c not in cached]
-        if misses:
-            fetched = await self.reader.memberships_of(misses)
-            await self.cache.write_behind(generation, MEMBERSHIPS, {c: orjson.dumps(m) for c, m in fetched.items()})
-            memberships.update(fetched)
-        joined = await self._answer(generation, memberships)
-        if misses:
-            await self._keep_catalogs(generation, {index for m in fetched.values() for index in m})
-        self._near_put(generation, MEMBERSHIPS, joined)
+        cached = await self.cache.get_many(MEMBERSHIPS, rest)
+        held: dict[str, Held] = {}
+        stale: dict[tuple[str, ...], list[str]] = {}  # the types to read -> the customers lacking them
+        partly_stale = 0
+        for customer in rest:
+            entry = orjson.loads(cached[customer]) if customer in cached else {}
+            held[customer], lacking = served.held_in(entry)
+            if lacking:
+                stale.setdefault(() if len(lacking) == len(served.types) else lacking, []).append(customer)
+                partly_stale += customer in cached
+        if partly_stale:  # found in Redis (counted a hit there), yet a type switched since it was written
+            CACHE_LOOKUPS.labels(MEMBERSHIPS, "stale").inc(partly_stale)
+        if stale:
+            await self._read_lacking(served, stale, held)
+        joined = await self._answer(held)
+        self._near_put(served.generation, MEMBERSHIPS, joined)
         answers.update(joined)
         return answers
+
+    async def _read_lacking(
+        self, served: ServedIndices, stale: dict[tuple[str, ...], list[str]], held: dict[str, Held]
+    ) -> None:
+        """Reads what the entries lack, adds it to `held`, and writes the entries anew (behind)."""
+        reads = await asyncio.gather(*(self._misses.memberships_of(c, types) for types, c in stale.items()))
+        entries: dict[str, bytes] = {}
+        read_from: set[str] = set()
+        for fresh in reads:
+            for customer, by_index in fresh.items():
+                held[customer] = {**held[customer], **by_index}
+                read_from.update(by_index)
+                if (entry := served.entry_of(held[customer])) is not None:
+                    entries[customer] = orjson.dumps(entry)
+        await self.cache.write_behind(MEMBERSHIPS, entries)
+        await self._keep_catalogs(read_from)
 
     def _near_get(self, generation: int, kind: str, items: list[str]) -> dict[str, bytes]:
         found = {}
@@ -85,50 +110,50 @@ class SegmentLookups:
         for item, value in values.items():
             self._near.put(f"{generation}:{kind}:{item}", value)
 
-    async def _answer(self, generation: int | None, memberships: dict[str, dict[str, list[str]]]) -> dict[str, bytes]:
-        catalogs = await self._catalogs(generation, {index for held in memberships.values() for index in held})
-        return {c: _segment_list(held, catalogs) for c, held in memberships.items()}
+    async def _answer(self, held: dict[str, Held]) -> dict[str, bytes]:
+        catalogs = await self._catalogs({index for by_index in held.values() for index in by_index})
+        return {c: _segment_list(by_index, catalogs) for c, by_index in held.items()}
 
-    async def _catalogs(self, generation: int | None, indices: set[str]) -> dict[str, Catalog]:
+    async def _catalogs(self, indices: set[str]) -> dict[str, Catalog]:
         """The catalog of each index: this process's, else the cache's, else read from the index."""
         catalogs: dict[str, Catalog] = {}
         for index in indices:
             if (catalog := self.reader.loaded_catalog(index)) is not None:
                 catalogs[index] = catalog
         missing = [index for index in indices if index not in catalogs]
-        if missing and generation is not None:
-            for index, serialized in (await self.cache.get_many(generation, CATALOG, missing)).items():
+        if missing:
+            for index, serialized in (await self.cache.get_many(CATALOG, missing)).items():
                 catalogs[index] = self.reader.adopt_catalog(index, serialized)
             missing = [index for index in missing if index not in catalogs]
         if missing:
             read = dict(zip(missing, await asyncio.gather(*(self.reader.catalog(index) for index in missing))))
-            if generation is not None:
-                await self._write_catalogs(generation, read)
+            await self._write_catalogs(read)
             catalogs.update(read)
         return catalogs
 
-    async def _keep_catalogs(self, generation: int, indices: set[str]) -> None:
+    async def _keep_catalogs(self, indices: set[str]) -> None:
         """Writes again, at most every quarter of the cache's TTL, the catalogs that new entries
         need, with half a TTL more than theirs: a process started while Elasticsearch is down
         can then join every entry in Redis. This process holds them in memory, and would otherwise
         let Redis's copy expire (or be evicted) while entries written later still point at it."""
         now = time.monotonic()
-        due = [i for i in indices if self._catalogs_kept.get((generation, i), 0.0) <= now]
+        due = [i for i in indices if self._catalogs_kept.get(i, 0.0) <= now]
         catalogs = {i: c for i in due if (c := self.reader.loaded_catalog(i)) is not None}
-        await self._write_catalogs(generation, catalogs)
+        await self._write_catalogs(catalogs)
 
-    async def _write_catalogs(self, generation: int, catalogs: dict[str, Catalog]) -> None:
+    async def _write_catalogs(self, catalogs: dict[str, Catalog]) -> None:
         if not catalogs:
             return
         ttl = self.cache.ttl_seconds
-        if len(self._catalogs_kept) > 1_000:  # only the current generation's matter
-            self._catalogs_kept = {k: v for k, v in self._catalogs_kept.items() if k[0] == generation}
+        if len(self._catalogs_kept) > 1_000:  # indices long retired: forget them
+            now = time.monotonic()
+            self._catalogs_kept = {i: due for i, due in self._catalogs_kept.items() if due > now}
         serialized = {i: self.reader.serialized_catalog(c) for i, c in catalogs.items()}
         # Waited for, once per index and quarter TTL: marked kept only once Redis has it. Half a TTL
         # more than the entries: rewritten every quarter, it outlives the last entry written.
-        if await self.cache.put_many(generation, CATALOG, serialized, ttl_seconds=ttl + max(1, ttl // 2)):
+        if await self.cache.put_many(CATALOG, serialized, ttl_seconds=ttl + max(1, ttl // 2)):
             for index in catalogs:
-                self._catalogs_kept[(generation, index)] = time.monotonic() + ttl / 4
+                self._catalogs_kept[index] = time.monotonic() + ttl / 4
 
     async def segment_summary(self, segment_id: str) -> dict[str, Any] | None:
         """member_count, calculated_at, chunks and index of the served calculation, or None."""
@@ -136,7 +161,9 @@ class SegmentLookups:
         async def read() -> bytes:
             return orjson.dumps(await self.reader.segment_summary(segment_id))  # None (not served) is cached too
 
-        return orjson.loads(await self._cached(SEGMENT, segment_id, read))
+        # Which type a segment is of, and so which switch changes its summary, is only known once
+        # read: a summary is cached under the generation, which every switch moves.
+        return orjson.loads(await self._cached(SEGMENT, segment_id, read, by_generation=True))
 
     async def holds(self, index: str, segment_id: str, customer_id: str) -> bool:
         """Whether one index (one calculation) has the customer in the segment. An index never
@@ -146,26 +173,29 @@ class SegmentLookups:
         async def read() -> bytes:
             return b"1" if await self.reader.holds(index, segment_id, customer_id) else b"0"
 
-        return await self._cached(HOLDS, f"{index}:{segment_id}:{customer_id}", read) == b"1"
+        return await self._cached(HOLDS, f"{index}:{segment_id}:{customer_id}", read, by_generation=False) == b"1"
 
-    async def _cached(self, kind: str, item: str, read: Callable[[], Awaitable[bytes]]) -> bytes:
+    async def _cached(
+        self, kind: CacheKind, item: str, read: Callable[[], Awaitable[bytes]], *, by_generation: bool
+    ) -> bytes:
         """One item's answer: from this process's near cache, else Redis, else `read` and written to both."""
-        generation = await self.cache.generation()
-        if generation is None:  # Redis cannot say which calculation is served: no cache at all
+        served = await self.cache.served()
+        if served is None:  # Redis cannot say which calculation is served: no cache at all
             return await read()
-        cached = self._near_get(generation, kind, [item])
+        key = f"{served.generation}:{item}" if by_generation else item
+        cached = self._near_get(served.generation, kind, [key])
         if not cached:
-            cached = await self.cache.get_many(generation, kind, [item])
-            self._near_put(generation, kind, cached)
-        if item in cached:
-            return cached[item]
-        answer = {item: await read()}
-        await self.cache.write_behind(generation, kind, answer)
-        self._near_put(generation, kind, answer)
-        return answer[item]
+            cached = await self.cache.get_many(kind, [key])
+            self._near_put(served.generation, kind, cached)
+        if key in cached:
+            return cached[key]
+        answer = {key: await read()}
+        await self.cache.write_behind(kind, answer)
+        self._near_put(served.generation, kind, answer)
+        return answer[key]
 
 
-def _segment_list(held: dict[str, list[str]], catalogs: dict[str, Catalog]) -> bytes:
+def _segment_list(held: Held, catalogs: dict[str, Catalog]) -> bytes:
     """The JSON list of a customer's segments, sorted by id, joined from the catalogs' serialized ones."""
     serialized = sorted(
         (segment_id, catalogs[index][segment_id]["json"])

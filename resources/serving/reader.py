@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from elasticsearch import AsyncElasticsearch, NotFoundError
 
-from resources.names import read_alias
+from resources.names import read_alias, type_alias
 from resources.serving.search_guard import SearchGuard
 from resources.targeting import SEGMENT_ANSWER_FIELDS
 
@@ -76,6 +76,7 @@ def _hold(customer_ids: list[str], hits: list[dict[str, Any]], held: dict[str, d
 class SegmentReader:
     def __init__(self, client: AsyncElasticsearch, prefix: str, guard: SearchGuard, *, catalog_budget_seconds: float) -> None:
         self._es = client
+        self._prefix = prefix
         self._alias = read_alias(prefix)
         self._guard = guard
         self._catalog_budget = catalog_budget_seconds
@@ -141,8 +142,11 @@ class SegmentReader:
             {s: {**entry["segment"], "member_count": entry["member_count"], "chunks": entry["chunks"]} for s, entry in catalog.items()}
         )
 
-    async def memberships_of(self, customer_ids: list[str]) -> dict[str, dict[str, list[str]]]:
-        """customer_id -> {index: the ids of the segments it holds the customer in}, for each id given.
+    async def memberships_of(
+        self, customer_ids: list[str], segment_types: tuple[str, ...] = ()
+    ) -> dict[str, dict[str, list[str]]]:
+        """customer_id -> {index: the ids of the segments it holds the customer in}, for each id
+        given, in every served type (through the read alias) or in `segment_types` (their aliases).
 
         One request for the whole list: a `terms` filter finds the hits, and each id is also a
         named `term` clause, so each hit says which customers it holds (`matched_queries`);
@@ -150,26 +154,28 @@ class SegmentReader:
         segment, so hits are segments. Only hits that fill more than a page take more requests.
         """
         held: dict[str, dict[str, list[str]]] = {c: {} for c in customer_ids}
-        await self._collect(list(held), held)
+        target = ",".join(type_alias(self._prefix, t) for t in segment_types) if segment_types else self._alias
+        await self._collect(target, list(held), held)
         return held  # in hit order: an answer is sorted once, when it is joined (resources/serving/lookups.py)
 
     async def _collect(
-        self, customer_ids: list[str], held: dict[str, dict[str, list[str]]], pit: _PointInTime | None = None
+        self, target: str, customer_ids: list[str], held: dict[str, dict[str, list[str]]], pit: _PointInTime | None = None
     ) -> None:
-        hits = await self._search(customer_ids, pit)
+        hits = await self._search(target, customer_ids, pit)
         if len(hits) < MAX_HITS:
             _hold(customer_ids, hits, held)
         elif pit:
-            await self._collect_beyond_a_page(customer_ids, held, pit, first_page=hits)
+            await self._collect_beyond_a_page(target, customer_ids, held, pit, first_page=hits)
         else:
             # More than one page: all of what follows reads one point in time, so that an alias
             # switch meanwhile cannot mix two calculations in one answer (the indices it holds are
             # kept for it, even if retention deletes them).
-            async with self._point_in_time() as opened:
-                await self._collect_beyond_a_page(customer_ids, held, opened)
+            async with self._point_in_time(target) as opened:
+                await self._collect_beyond_a_page(target, customer_ids, held, opened)
 
     async def _collect_beyond_a_page(
         self,
+        target: str,
         customer_ids: list[str],
         held: dict[str, dict[str, list[str]]],
         pit: _PointInTime,
@@ -179,19 +185,19 @@ class SegmentReader:
         page (from `first_page` when that was read in this point in time already)."""
         if len(customer_ids) > 1:
             middle = len(customer_ids) // 2
-            await self._collect(customer_ids[:middle], held, pit)
-            await self._collect(customer_ids[middle:], held, pit)
+            await self._collect(target, customer_ids[:middle], held, pit)
+            await self._collect(target, customer_ids[middle:], held, pit)
             return
-        hits = first_page if first_page is not None else await self._search(customer_ids, pit)
+        hits = first_page if first_page is not None else await self._search(target, customer_ids, pit)
         _hold(customer_ids, hits, held)
         while len(hits) >= MAX_HITS:
-            hits = await self._search(customer_ids, pit, hits[-1]["sort"])
+            hits = await self._search(target, customer_ids, pit, hits[-1]["sort"])
             _hold(customer_ids, hits, held)
 
     async def _search(
-        self, customer_ids: list[str], pit: _PointInTime | None, after: list[Any] | None = None
+        self, target: str, customer_ids: list[str], pit: _PointInTime | None, after: list[Any] | None = None
     ) -> list[dict[str, Any]]:
-        """One page of the hits of these customers, through the read alias or in a point in time."""
+        """One page of the hits of these customers, through the aliases `target` names or in a point in time."""
         if len(customer_ids) == 1:
             query: dict[str, Any] = {"bool": {"filter": [{"term": {"customer_ids": customer_ids[0]}}]}}
         else:
@@ -207,7 +213,7 @@ class SegmentReader:
             # in a point in time, pages follow the cheapest order there is
             {"pit": {"id": pit.id, "keep_alive": PIT_KEEP_ALIVE}, "sort": ["_shard_doc"], "search_after": after}
             if pit
-            else {"index": self._alias, "ignore_unavailable": True, "allow_no_indices": True}
+            else {"index": target, "ignore_unavailable": True, "allow_no_indices": True}
         )
         response = await self._guard.run(
             "customer_segments",
@@ -227,11 +233,11 @@ class SegmentReader:
         return response.get("hits", {}).get("hits", [])  # no hits: filter_path leaves nothing
 
     @contextlib.asynccontextmanager
-    async def _point_in_time(self) -> AsyncIterator[_PointInTime]:
+    async def _point_in_time(self, target: str) -> AsyncIterator[_PointInTime]:
         opened = await self._guard.run(
             "open_point_in_time",
             lambda: self._es.open_point_in_time(
-                index=self._alias, keep_alive=PIT_KEEP_ALIVE, ignore_unavailable=True, allow_partial_search_results=False
+                index=target, keep_alive=PIT_KEEP_ALIVE, ignore_unavailable=True, allow_partial_search_results=False
             ),
         )
         point = _PointInTime(str(opened["id"]))

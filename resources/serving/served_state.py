@@ -12,6 +12,7 @@ retries, load seconds, failed chunks) are the index asset's Dagster metadata.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -142,19 +143,41 @@ def record(state: ServedState) -> None:
             TYPE_INDICES.labels(segment_type, str(verified).lower()).set(state.indices.get((segment_type, verified), 0))
 
 
-async def keep_served_state(es: AsyncElasticsearch, prefix: str, every_seconds: float = REFRESH_SECONDS) -> None:
-    """Runs for the life of the API process (api/lifespan.py); Elasticsearch down only pauses it."""
-    failing = False
+ServedReading = Callable[[dict[str, tuple[str, int | None]]], Awaitable[object]]
+
+
+async def refresh_served_state(
+    es: AsyncElasticsearch, prefix: str, *, on_read: ServedReading | None = None, failing: bool = False
+) -> bool:
+    """One reading: the gauges, then `on_read` given each type's served index and its _meta
+    generation. Answers whether it failed (`failing`: whether the last one did, so that an
+    outage is logged once, not at every reading)."""
+    try:
+        state = await read_served_state(es, prefix)
+        record(state)
+        if on_read is not None:
+            await on_read({t: (served.index, served.generation) for t, served in state.served.items()})
+        REFRESHED_AT.set_to_current_time()
+        if failing:
+            log.info("served state readable again")
+        return False
+    except Exception as error:  # noqa: BLE001 - any failure: keep the last values, count it, retry
+        REFRESH_FAILURES.inc()
+        if not failing:
+            log.warning("cannot read the served state from Elasticsearch", error=type(error).__name__)
+        return True
+
+
+async def keep_served_state(
+    es: AsyncElasticsearch,
+    prefix: str,
+    *,
+    every_seconds: float = REFRESH_SECONDS,
+    on_read: ServedReading | None = None,
+    failing: bool = False,
+) -> None:
+    """Runs for the life of the API process (api/lifespan.py), after a first reading; Elasticsearch
+    down only pauses it."""
     while True:
-        try:
-            record(await read_served_state(es, prefix))
-            REFRESHED_AT.set_to_current_time()
-            if failing:
-                log.info("served state readable again")
-            failing = False
-        except Exception as error:  # noqa: BLE001 - any failure: keep the last values, count it, retry
-            REFRESH_FAILURES.inc()
-            if not failing:  # once per outage, not every refresh
-                log.warning("cannot read the served state from Elasticsearch", error=type(error).__name__)
-            failing = True
         await asyncio.sleep(every_seconds)
+        failing = await refresh_served_state(es, prefix, on_read=on_read, failing=failing)

@@ -17,8 +17,8 @@ import redis
 from api.lifespan import open_state
 from definitions import build_resources
 from devtools.local_services import services_down, services_up
-from resources.names import generation_key, ingestion_lock_key
-from resources.publishing.aliases import next_generation
+from resources.names import generation_key, ingestion_lock_key, served_indices_key
+from resources.publishing.aliases import record_switch
 from resources.publishing.lock import IngestionLock
 from resources.settings import Settings
 
@@ -62,7 +62,7 @@ def test_cache_pressure_evicts_neither_the_lock_nor_the_generation(split: Settin
     cache, coordination = redis.Redis.from_url(split.redis_url), redis.Redis.from_url(split.coordination_redis_url)
     cache.config_set("maxmemory", "2mb")  # this test's own cache server: fill it quickly
     publishing = build_resources(split)["redis"].client()  # what the index and alias assets use
-    generation = next_generation(publishing, split.index_prefix, 0)
+    generation = record_switch(publishing, split.index_prefix, "new_customers", "segments-new_customers-x", 0)
     lock = IngestionLock(publishing, split.index_prefix, "new_customers", 600, owner="run-under-pressure")
 
     with lock.held() as held:
@@ -70,7 +70,7 @@ def test_cache_pressure_evicts_neither_the_lock_nor_the_generation(split: Settin
         for batch in range(100):  # up to ~20 MB of cache entries (with their TTL) into a 2 MB cache
             pipeline = cache.pipeline(transaction=False)
             for n in range(50):
-                pipeline.set(f"{split.index_prefix}:lookup:{generation}:m:c{batch}-{n}", entry, ex=3600)
+                pipeline.set(f"{split.index_prefix}:lookup:m:c{batch}-{n}", entry, ex=3600)
             pipeline.execute()
             if cache.info("stats")["evicted_keys"] > 1_000:
                 break
@@ -80,12 +80,14 @@ def test_cache_pressure_evicts_neither_the_lock_nor_the_generation(split: Settin
     assert coordination.get(ingestion_lock_key(split.index_prefix, "new_customers")) is None  # released on leaving
     assert cache.get(ingestion_lock_key(split.index_prefix, "new_customers")) is None  # never on the cache
     assert int(coordination.get(generation_key(split.index_prefix))) == generation
+    assert coordination.hget(served_indices_key(split.index_prefix), "new_customers") is not None
 
-    async def api_generation() -> int | None:
+    async def api_generation() -> int | None:  # after evictions, what an API process reads
         state, es, clients = open_state(split)  # what an API process opens
         try:
             assert (await state.readiness.check())["redis_coordination"] == "ok"
-            return await state.lookups.cache.generation()
+            served = await state.lookups.cache.served()
+            return served.generation if served else None
         finally:
             await es.close()
             for client in clients:

@@ -23,7 +23,7 @@ from prometheus_client import REGISTRY
 from api.main import create_app
 from resources.config_store.api_keys import ApiKeyRepository
 from resources.config_store.database import session_factory
-from resources.names import CacheKind, generation_key, lookup_key, type_alias
+from resources.names import CacheKind, lookup_key, served_indices_key, type_alias
 from resources.serving.export import ExportCursor
 from resources.settings import Settings
 from tests.published_segments import CALCULATED_AT, publish
@@ -186,26 +186,24 @@ def test_a_repeated_lookup_is_a_cache_hit(served) -> None:
     assert searches() == searched
 
 
-def test_the_cache_holds_segment_ids_by_index_not_the_answer(served) -> None:
+def test_the_cache_holds_segment_ids_by_type_not_the_answer(served) -> None:
     client, headers, settings = served
     customer = "cust-0011"
     response = client.get(f"/v1/customers/{customer}/segments", headers=headers)
     cache = redis.Redis.from_url(settings.redis_url)
-    generation = int(cache.get(generation_key(settings.index_prefix)))
-    key = lookup_key(settings.index_prefix, generation, CacheKind.MEMBERSHIPS, customer)
+    key = lookup_key(settings.index_prefix, CacheKind.MEMBERSHIPS, customer)
     deadline = time.monotonic() + 5
     while (stored := cache.get(key)) is None and time.monotonic() < deadline:
         time.sleep(0.01)  # written behind the answer
     entry = orjson.loads(stored)
-    served_index = {
-        segment_type: next(iter(Elasticsearch(settings.elasticsearch_url).indices.get_alias(name=type_alias(settings.index_prefix, segment_type))))
-        for segment_type in ("new_customers", "frequent_buyers")
-    }
-    expected = {
-        served_index[segment_type]: sorted(s for s, (_, members) in segments.items() if customer in members)
-        for segment_type, segments in PUBLISHED.items()
-    }
-    assert entry == {index: ids for index, ids in expected.items() if ids}
+    recorded = redis.Redis.from_url(settings.coordination_redis_url).hgetall(served_indices_key(settings.index_prefix))
+    es = Elasticsearch(settings.elasticsearch_url)
+    expected = {}
+    for segment_type, segments in PUBLISHED.items():
+        token, index = recorded[segment_type.encode()].decode().split(" ")
+        assert index == next(iter(es.indices.get_alias(name=type_alias(settings.index_prefix, segment_type))))
+        expected[token] = sorted(s for s, (_, members) in segments.items() if customer in members)
+    assert entry == expected  # every type, the empty ones too: what the entry knows is absent
     assert response.json()["segments"] == expected_segments(customer, PUBLISHED)
 
 

@@ -21,7 +21,7 @@ from prometheus_client import REGISTRY
 from api.main import create_app
 from resources.config_store.api_keys import ApiKeyRepository
 from resources.config_store.database import session_factory
-from resources.names import CacheKind, generation_key, lookup_key, type_alias
+from resources.names import CacheKind, generation_key, lookup_key, served_index_value, served_indices_key, type_alias
 from resources.settings import Settings
 from tests.published_segments import publish
 from tests.tcp_proxy import TcpProxy
@@ -109,14 +109,22 @@ def lookup(client: TestClient, headers: dict[str, str], customer_id: str, **para
     return response.status_code, response.json(), time.perf_counter() - started, dict(response.headers)
 
 
-def wait_until_cached(settings: Settings, *customer_ids: str, kind: CacheKind = CacheKind.MEMBERSHIPS) -> None:
+def wait_until_cached(settings: Settings, *items: str, kind: CacheKind = CacheKind.MEMBERSHIPS) -> None:
     client = redis.Redis.from_url(settings.redis_url)
-    generation = int(client.get(generation_key(settings.index_prefix)))
-    keys = [lookup_key(settings.index_prefix, generation, kind, c) for c in customer_ids]
+    if kind is CacheKind.SEGMENT:  # summaries are cached under the generation
+        generation = int(client.get(generation_key(settings.index_prefix)))
+        items = tuple(f"{generation}:{item}" for item in items)
+    keys = [lookup_key(settings.index_prefix, kind, item) for item in items]
     deadline = time.monotonic() + 5
     while client.exists(*keys) < len(keys):
-        assert time.monotonic() < deadline, f"{customer_ids} never cached"
+        assert time.monotonic() < deadline, f"{items} never cached"
         time.sleep(0.01)
+
+
+def forget_cached_lookups(settings: Settings) -> None:
+    client = redis.Redis.from_url(settings.redis_url)
+    for key in client.scan_iter(f"{settings.index_prefix}:lookup:*"):
+        client.unlink(key)
 
 
 def assert_correct(client: TestClient, headers: dict[str, str], customer_id: str) -> None:
@@ -264,7 +272,7 @@ def test_a_new_process_joins_an_entry_written_after_its_catalog_was_first_cached
     es_proxy, redis_proxy = proxies
     es_proxy.forward()
     redis_proxy.forward()
-    redis.Redis.from_url(settings.redis_url).incr(generation_key(settings.index_prefix))  # nothing cached yet
+    forget_cached_lookups(settings)  # nothing cached yet
     short = proxied.model_copy(update={"lookup_cache_ttl_seconds": 4})
     with TestClient(create_app(short)) as running:
         assert_correct(running, headers, "c061")  # t=0: the catalog and c061's entry, for 4 s
@@ -286,18 +294,25 @@ def test_the_generation_never_goes_backwards(setup, proxies, settings: Settings)
     es_proxy.forward()
     redis_proxy.forward()
     client = redis.Redis.from_url(settings.redis_url)
-    key = generation_key(settings.index_prefix)
-    client.set(key, 7)
+    key, record = generation_key(settings.index_prefix), served_indices_key(settings.index_prefix)
+    es = Elasticsearch(settings.elasticsearch_url)
+    served = next(iter(es.indices.get_alias(name=type_alias(settings.index_prefix, "new_customers"))))
+    switched_at = int(es.indices.get_mapping(index=served)[served]["mappings"]["_meta"]["generation"])
+    client.set(key, max(7, switched_at))
     with TestClient(create_app(proxied)) as api:
         assert_correct(api, headers, "c010")
-    # Redis comes back from an old snapshot: the counter at 2, and an answer cached back then.
+    # Redis comes back from an old snapshot: the counter at 2, the type served (it says) by the
+    # index before, since a generation older than the switch that Elasticsearch records, and an
+    # answer cached back then.
+    old = switched_at - 1
     client.set(key, 2)
-    served = next(iter(Elasticsearch(settings.elasticsearch_url).indices.get_alias(name=type_alias(settings.index_prefix, "new_customers"))))
-    stale = orjson.dumps({served: ["seg-b"]})  # c010 is in seg-a only
-    client.set(lookup_key(settings.index_prefix, 2, CacheKind.MEMBERSHIPS, "c010"), stale)
+    client.hset(record, "new_customers", served_index_value(old, f"{settings.index_prefix}-new_customers-2026-11-24-0ld"))
+    client.set(lookup_key(settings.index_prefix, CacheKind.MEMBERSHIPS, "c010"), orjson.dumps({str(old): ["seg-b"]}))
     with TestClient(create_app(proxied)) as restarted:  # the floor comes from the file, not from memory
-        assert_correct(restarted, headers, "c010")
-    assert int(client.get(key)) == 8
+        assert_correct(restarted, headers, "c010")  # c010 is in seg-a only
+    token, _, index = client.hget(record, "new_customers").decode().partition(" ")
+    assert index == served and int(token) > max(7, switched_at)  # corrected, past the floor
+    assert int(client.get(key)) == int(token)
 
 
 def test_readiness_names_what_is_down(api) -> None:

@@ -1,0 +1,166 @@
+"""The lookup cache is valid per segment type (SPEC 8: an alias switch costs no failed request and
+keeps the SLO): a switch of one type leaves what is cached of the others answered, misses of the
+same moment share searches, and Redis's record of what is served is mended from Elasticsearch.
+
+Expected answers are computed here from the memberships the test wrote, with none of the serving code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis
+from elasticsearch import Elasticsearch
+from fastapi.testclient import TestClient
+
+from api.lifespan import open_state
+from api.main import create_app
+from resources.config_store.api_keys import ApiKeyRepository
+from resources.config_store.database import session_factory
+from resources.names import CacheKind, lookup_key, served_indices_key
+from resources.settings import Settings
+from tests.published_segments import publish
+
+pytestmark = pytest.mark.integration
+
+CUSTOMERS = [f"c{i:03d}" for i in range(60)]
+Segments = dict[str, tuple[dict[str, Any], list[str]]]
+NEW_BEFORE: Segments = {"seg-n1": ({"name": "n1"}, CUSTOMERS[0:30]), "seg-n2": ({"name": "n2"}, CUSTOMERS[20:50])}
+NEW_AFTER: Segments = {"seg-n1": ({"name": "n1"}, CUSTOMERS[10:40]), "seg-n3": ({"name": "n3"}, CUSTOMERS[0:5])}
+FREQUENT: Segments = {"seg-f1": ({"name": "f1"}, CUSTOMERS[0:60:2]), "seg-f2": ({"name": "f2"}, CUSTOMERS[45:55])}
+
+
+def expected(customer_id: str, *published: Segments) -> list[str]:
+    return sorted(s for segments in published for s, (_, members) in segments.items() if customer_id in members)
+
+
+@pytest.fixture(scope="module")
+def setup(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, dict[str, str], dict[str, str]]:
+    settings = settings.model_copy(
+        update={
+            "lookup_generation_refresh_seconds": 0.0,  # a switch shows at once
+            "lookup_near_cache_entries": 0,  # Redis's entries are under test
+            "api_search_budget_seconds": 5.0,
+            "state_dir": Path(tmp_path_factory.mktemp("state")),
+        }
+    )
+    indices = {
+        "new_customers": publish(settings, "new_customers", NEW_BEFORE, chunk_size=7),
+        "frequent_buyers": publish(settings, "frequent_buyers", FREQUENT, chunk_size=7),
+    }
+    key = ApiKeyRepository(session_factory(settings.database_url)).create("per-type-reader", "read")
+    return settings, {"Authorization": f"Bearer {key}"}, indices
+
+
+@pytest.fixture
+def fresh(setup) -> Iterator[tuple[Settings, dict[str, str], dict[str, str]]]:
+    settings = setup[0]
+    client = redis.Redis.from_url(settings.redis_url)
+    for key in client.scan_iter(f"{settings.index_prefix}:lookup:*"):
+        client.unlink(key)
+    yield setup
+
+
+def segment_ids(client: TestClient, headers: dict[str, str], customer_id: str) -> list[str]:
+    response = client.get(f"/v1/customers/{customer_id}/segments", headers=headers)
+    assert response.status_code == 200, response.text
+    return [s["segment_id"] for s in response.json()["segments"]]
+
+
+def cached_entries(settings: Settings, customer_ids: list[str]) -> dict[str, dict[str, list[str]]]:
+    """Waits until Redis holds every customer's entry (written behind the answers); answers them."""
+    client = redis.Redis.from_url(settings.redis_url)
+    keys = [lookup_key(settings.index_prefix, CacheKind.MEMBERSHIPS, c) for c in customer_ids]
+    deadline = time.monotonic() + 5
+    while None in (values := client.mget(keys)):
+        assert time.monotonic() < deadline, "entries never written"
+        time.sleep(0.01)
+    return {c: orjson.loads(v) for c, v in zip(customer_ids, values)}
+
+
+def tokens(settings: Settings) -> dict[str, str]:
+    recorded = redis.Redis.from_url(settings.coordination_redis_url).hgetall(served_indices_key(settings.index_prefix))
+    return {t.decode(): v.decode().split(" ")[0] for t, v in recorded.items()}
+
+
+def test_a_switch_of_one_type_leaves_the_others_answered_from_the_cache(fresh) -> None:
+    settings, headers, indices = fresh
+    es = Elasticsearch(settings.elasticsearch_url)
+    asked = CUSTOMERS[:56]
+    with TestClient(create_app(settings)) as client:
+        for customer in asked:
+            assert segment_ids(client, headers, customer) == expected(customer, NEW_BEFORE, FREQUENT)
+        before = cached_entries(settings, asked)
+        frequent_token = tokens(settings)["frequent_buyers"]
+
+        publish(settings, "new_customers", NEW_AFTER, chunk_size=7)
+        # frequent_buyers can no longer be read at all: only its cached memberships can answer it.
+        es.indices.close(index=indices["frequent_buyers"])
+        try:
+            for customer in asked:
+                assert segment_ids(client, headers, customer) == expected(customer, NEW_AFTER, FREQUENT), customer
+        finally:
+            es.indices.open(index=indices["frequent_buyers"], wait_for_active_shards="all")
+
+    after = cached_entries(settings, asked)
+    new_token = tokens(settings)["new_customers"]
+    assert tokens(settings)["frequent_buyers"] == frequent_token
+    for customer in asked:
+        assert after[customer][frequent_token] == before[customer][frequent_token]
+        assert after[customer][new_token] == expected(customer, NEW_AFTER)
+
+
+def test_misses_at_the_same_moment_share_searches(fresh) -> None:
+    settings = fresh[0]
+    es = Elasticsearch(settings.elasticsearch_url)
+
+    def shard_queries() -> int:
+        stats = es.indices.stats(index=f"{settings.index_prefix}-*", metric="search")
+        return int(stats["_all"]["primaries"]["search"]["query_total"])
+
+    async def ask_at_once() -> dict[str, list[str]]:
+        state, es_client, clients = open_state(settings)
+        try:
+            answers = await asyncio.gather(*(state.lookups.customer_segments(c) for c in CUSTOMERS))
+            return {c: [s["segment_id"] for s in a] for c, a in zip(CUSTOMERS, answers)}
+        finally:
+            await es_client.close()
+            for client in clients:
+                await client.aclose()
+
+    served_indices = len(tokens(settings))
+    before = shard_queries()
+    answers = asyncio.run(ask_at_once())
+    searches = (shard_queries() - before) / served_indices  # each search asks every served index once
+    assert answers == {c: expected(c, *current_published(settings)) for c in CUSTOMERS}
+    assert searches <= len(CUSTOMERS) / 10, f"{searches:.0f} searches for {len(CUSTOMERS)} customers asked at once"
+
+
+def current_published(settings: Settings) -> tuple[Segments, Segments]:
+    """What new_customers serves now: this module's first test may have switched it."""
+    alias = Elasticsearch(settings.elasticsearch_url).indices.get_alias(name=f"{settings.index_prefix}-new_customers")
+    segment_ids = {
+        hit["_source"]["segment_id"]
+        for hit in Elasticsearch(settings.elasticsearch_url).search(index=next(iter(alias)), size=100, source=["segment_id"])["hits"]["hits"]
+    }
+    return (NEW_AFTER if "seg-n3" in segment_ids else NEW_BEFORE), FREQUENT
+
+
+def test_a_process_mends_what_redis_lost_of_the_served_indices_before_its_first_lookup(fresh) -> None:
+    """An upgrade from a release that kept no record, or a coordination Redis that lost it."""
+    settings, headers, _ = fresh
+    coordination = redis.Redis.from_url(settings.coordination_redis_url)
+    coordination.delete(served_indices_key(settings.index_prefix))
+    with TestClient(create_app(settings)) as client:
+        assert set(tokens(settings)) == {"new_customers", "frequent_buyers"}
+        published = current_published(settings)
+        for customer in CUSTOMERS[:10]:
+            assert segment_ids(client, headers, customer) == expected(customer, *published)
+        entries = cached_entries(settings, CUSTOMERS[:10])
+    assert all(set(entry) == set(tokens(settings).values()) for entry in entries.values())
