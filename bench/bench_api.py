@@ -6,16 +6,19 @@
     (b') hit_redis  the same over 10x more cached customers: mostly near-cache misses, Redis hits
     (c) miss      GET /v1/customers/{id}/segments, never asked before: MGET, one search, SET
     (d) batch100  POST /v1/customers/segments:batch with 100 ids never asked before
+    (e) switch    (b)'s requests at half of (b)'s peak, for 30 s, while one type's alias switches
+                  to a new calculation at the start: every cached customer lacks that type once
+                  (each connection ~100 ms apart, so slower answers barely slow the pace)
 
-For each case: the maximum throughput (closed loop, `--connections`), then latency at half of
-that rate (each connection paced with wrk's `delay()`), p50/p75/p99 and req/s as measured.
-A cache-miss run starts a new generation (INCR `<prefix>:generation`), so every id is a miss.
+For each case but (e): the maximum throughput (closed loop, `--connections`), then latency at
+half of that rate (each connection paced with wrk's `delay()`), p50/p75/p99 and req/s as measured.
+A cache-miss run first removes every cached lookup, so every id is a miss.
 
 It builds its own namespace on the running services (index prefix, Redis keys, PostgreSQL
 schema), indexes 1,000 segments / 10,000,000 memberships over 4 segment types (4 indices behind
 the read alias, chunk documents of the ingestion's default size) with the index writer, without
-Spark, each merged into one Lucene segment after its switch as publishing does, and removes all
-of it at the end.
+Spark, each published and merged into one Lucene segment as publishing does (and, for (e), a
+second calculation of one type, published during the run), and removes all of it at the end.
 
     .venv/bin/python bench/bench_api.py            # the full run
     .venv/bin/python bench/bench_api.py --quick    # 100 segments / 200,000 memberships, short runs
@@ -32,6 +35,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -51,8 +55,8 @@ sys.path.insert(0, str(ROOT))
 
 from resources.config_store.api_keys import ApiKeyRepository  # noqa: E402
 from resources.config_store.database import session_factory, upgrade_schema  # noqa: E402
-from resources.names import index_name  # noqa: E402
-from resources.names import generation_key  # noqa: E402
+from resources.names import generation_key, index_name, served_indices_key  # noqa: E402
+from resources.publishing.aliases import AliasMove, publish_index  # noqa: E402
 from resources.publishing.index_writer import SegmentIndexWriter, chunk_documents  # noqa: E402
 from resources.publishing.ingestion import IngestionSettings  # noqa: E402
 from resources.settings import Settings  # noqa: E402
@@ -62,6 +66,7 @@ CITIES = ["Madrid", "Barcelona", "Lisboa", "Porto", "Paris", None]
 PARTITION = "2026-11-25"
 CALCULATED_AT = "2026-11-26T00:00:00Z"
 WARM_CUSTOMERS = 10_000  # (b) asks only these, all cached beforehand: they fit each worker's near cache
+SWITCH_SECONDS = 30  # (e): how long the lookups run after the switch
 
 
 def customer(n: int) -> str:
@@ -108,29 +113,46 @@ def documents(segment_type: str, segment_ids: list[str], sizes: list[int], custo
         yield from chunk_documents(attributes, members_of(size, customers, rng), IngestionSettings().chunk_size)
 
 
-def build_index(es: Elasticsearch, prefix: str, segments: int, memberships: int, customers: int, threads: int) -> float:
-    """Indexes every type, switches the aliases, starts the generation; answers the seconds taken."""
-    started = time.perf_counter()
+SWITCHED_TYPE = SEGMENT_TYPES[2]  # (e): a second calculation of this type is published during the run
+
+
+def load_index(es: Elasticsearch, prefix: str, t: int, segments: int, memberships: int, customers: int, threads: int,
+               seed: int) -> tuple[str, int]:
+    """Indexes the segments of the t-th type, verified and unserved; answers (its name, memberships)."""
+    segment_type = SEGMENT_TYPES[t]
     writer = SegmentIndexWriter(es, prefix)
     sizes = segment_sizes(segments, memberships, customers, np.random.default_rng(1))
     per_type = -(-segments // len(SEGMENT_TYPES))
+    mine = list(range(t * per_type, min(segments, (t + 1) * per_type)))
+    name = index_name(prefix, segment_type, PARTITION, uuid.uuid4().hex)
+    writer.create_index(name, meta={"segment_type": segment_type, "partition_key": PARTITION, "run_id": "bench"})
+    docs = documents(segment_type, [f"seg-{i:04d}" for i in mine], [sizes[i] for i in mine], customers, seed=seed)
+    actions = ({"_index": name, "_id": f"{d['segment_id']}#{d['chunk']}", "_source": d} for d in docs)
+    for ok, item in helpers.parallel_bulk(
+        es, actions, thread_count=threads, chunk_size=50, max_chunk_bytes=8 * 1024 * 1024, queue_size=threads
+    ):
+        if not ok:
+            raise RuntimeError(f"bulk failure: {item}")
+    writer.finish_loading(name)
+    writer.update_meta(name, verified=True)  # as the completeness check does
+    return name, sum(sizes[i] for i in mine)
+
+
+def publish(es: Elasticsearch, coordination: redis.Redis, prefix: str, segment_type: str, name: str) -> AliasMove:
+    """As the alias asset does: the switch, its generation and record in Redis, and the merge started."""
+    return publish_index(SegmentIndexWriter(es, prefix), coordination, segment_type, name, retention=2)
+
+
+def build_index(es: Elasticsearch, coordination: redis.Redis, prefix: str, segments: int, memberships: int,
+                customers: int, threads: int) -> float:
+    """Indexes and publishes every type; answers the seconds taken."""
+    started = time.perf_counter()
     for t, segment_type in enumerate(SEGMENT_TYPES):
-        mine = list(range(t * per_type, min(segments, (t + 1) * per_type)))
-        name = index_name(prefix, segment_type, PARTITION, uuid.uuid4().hex)
-        writer.create_index(name, meta={"segment_type": segment_type, "partition_key": PARTITION, "run_id": "bench"})
-        docs = documents(segment_type, [f"seg-{i:04d}" for i in mine], [sizes[i] for i in mine], customers, seed=t)
-        actions = ({"_index": name, "_id": f"{d['segment_id']}#{d['chunk']}", "_source": d} for d in docs)
-        for ok, item in helpers.parallel_bulk(
-            es, actions, thread_count=threads, chunk_size=50, max_chunk_bytes=8 * 1024 * 1024, queue_size=threads
-        ):
-            if not ok:
-                raise RuntimeError(f"bulk failure: {item}")
-        writer.finish_loading(name)
-        writer.switch_alias(segment_type, name)
-        # As publishing does: the merge into one Lucene segment starts once the index is served.
-        es.tasks.get(task_id=writer.compact(name), wait_for_completion=True, timeout="600s")
-        print(f"  indexed {segment_type}: {len(mine)} segments, {sum(sizes[i] for i in mine):,} memberships "
-              f"({time.perf_counter() - started:.0f}s so far)", flush=True)
+        name, count = load_index(es, prefix, t, segments, memberships, customers, threads, seed=t)
+        move = publish(es, coordination, prefix, segment_type, name)
+        if move.compaction and move.compaction.startswith("task "):
+            es.tasks.get(task_id=move.compaction.removeprefix("task "), wait_for_completion=True, timeout="600s")
+        print(f"  indexed {segment_type}: {count:,} memberships ({time.perf_counter() - started:.0f}s so far)", flush=True)
     return time.perf_counter() - started
 
 
@@ -189,6 +211,12 @@ LUA_CASES = {
 request = function() return wrk.format("GET", "/healthz") end
 """,
     "hit": r"""
+local headers = {{["Authorization"] = "Bearer {key}"}}
+request = function()
+  return wrk.format("GET", string.format("/v1/customers/c%07d/segments", math.random(0, {warm} - 1)), headers)
+end
+""",
+    "switch": r"""
 local headers = {{["Authorization"] = "Bearer {key}"}}
 request = function()
   return wrk.format("GET", string.format("/v1/customers/c%07d/segments", math.random(0, {warm} - 1)), headers)
@@ -267,6 +295,17 @@ def run_wrk(url: str, case: str, *, key: str, connections: int, threads: int, se
 # Namespace, server, and the run.
 
 
+def unlink_matching(client: redis.Redis, pattern: str) -> None:
+    batch: list[bytes] = []
+    for key in client.scan_iter(pattern, count=10_000):
+        batch.append(key)
+        if len(batch) >= 10_000:
+            client.unlink(*batch)
+            batch = []
+    if batch:
+        client.unlink(*batch)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -332,8 +371,7 @@ def main() -> int:
         key = ApiKeyRepository(session_factory(database_url)).create("bench", "read")
 
         print(f"indexing {segments:,} segments, {memberships:,} memberships of {customers:,} customers ...", flush=True)
-        build_seconds = build_index(es, prefix, segments, memberships, customers, threads=2)
-        coordination.incr(generation_key(prefix))
+        build_seconds = build_index(es, coordination, prefix, segments, memberships, customers, threads=2)
         print(f"index built in {build_seconds:.0f}s; {segment_count(es, prefix)} Lucene segments", flush=True)
         merge_seconds = wait_for_merges(es, prefix)
         print(f"merges done after {merge_seconds:.0f}s more; {segment_count(es, prefix)} Lucene segments", flush=True)
@@ -361,12 +399,14 @@ def main() -> int:
                 post(url, "/v1/customers/segments:batch", key, {"customer_ids": [customer(n) for n in range(start, start + 1000)]})
             warmed = max(warmed, count)
 
-        def new_generation() -> None:
+        def forget_cached_lookups() -> None:
+            """Every cached lookup removed, and every worker's near cache left behind by a new generation."""
+            unlink_matching(cache, f"{prefix}:lookup:*")
             coordination.incr(generation_key(prefix))
             time.sleep(1.2)  # each worker re-reads the generation within a second
 
-        # A miss run starts a new generation, so ids need only be distinct within a run: each wrk
-        # thread counts up through its own share of the customers.
+        # A miss run starts with nothing cached, so ids need only be distinct within a run: each
+        # wrk thread counts up through its own share of the customers.
         stride = customers // args.threads
         offsets = np.random.default_rng(2)
 
@@ -379,9 +419,9 @@ def main() -> int:
         def measure(case: str, connections: int, delay_ms: int, run_seconds: int) -> Measure:
             nonlocal warmed
             if case in ("miss", "batch100"):
-                new_generation()
+                forget_cached_lookups()
                 warmed = 0
-            if case == "hit":
+            if case in ("hit", "switch"):
                 warm(WARM_CUSTOMERS)
             if case == "hit_redis":
                 warm(10 * WARM_CUSTOMERS)
@@ -395,14 +435,63 @@ def main() -> int:
 
         # A warm-up of every path, not measured. The cases that search take longer: right after
         # Elasticsearch started, batches peaked at 61-93 req/s, against 111-163 once it had run a while.
-        for case in args.cases:
+        paced_cases = [case for case in args.cases if case != "switch"]
+        for case in paced_cases:
             measure(case, 8, 0, args.warmup if case in ("miss", "batch100") else 1)
+        switch_to = None
+        if "switch" in args.cases:  # loaded now, published during (e): its load and merges are done by then
+            switch_to, _ = load_index(es, prefix, SEGMENT_TYPES.index(SWITCHED_TYPE), segments, memberships, customers,
+                                      threads=2, seed=100)
+            wait_for_merges(es, prefix)
+        paced: dict[str, tuple[int, int]] = {}  # case -> (connections, delay_ms) of its run at half peak
 
-        # The peak of a case that asks Elasticsearch is taken with fewer connections: 32 at once
-        # queue past the time budget, and the breaker then sheds load (quick 503s, not lookups).
-        peak_connections = {"miss": max(1, args.connections // 4), "batch100": max(1, args.connections // 8)}
+        def stale_entries() -> float:
+            with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+                lines = response.read().decode().splitlines()
+            return sum(float(line.rsplit(" ", 1)[1]) for line in lines
+                       if line.startswith("segmentation_cache_lookups_total{") and 'result="stale"' in line)
+
+        def measure_switch() -> tuple[Measure, AliasMove, float]:
+            """(b)'s requests at half of (b)'s peak for 30 s; the switch half a second in.
+
+            Each connection waits ~100 ms between answers (10x (b)'s half-peak run), so that answers
+            slower after the switch barely slow the pace: the load stays near its rate, as clients'
+            would, rather than backing off as a closed loop does."""
+            peak, half = results["hit"]
+            target = peak.requests_per_second / 2
+            hit_connections, hit_delay = paced["hit"]
+            answer_ms = max(0.0, 1000 * hit_connections / half.requests_per_second - hit_delay)
+            connections = math.ceil(target * 0.1)
+            delay_ms = max(1, round(1000 * connections / target - answer_ms))
+            stale_before = stale_entries()
+            moved: list[AliasMove] = []
+            switcher = threading.Timer(0.5, lambda: moved.append(publish(es, coordination, prefix, SWITCHED_TYPE, switch_to)))
+            switcher.start()
+            result = measure("switch", connections, delay_ms, SWITCH_SECONDS)
+            switcher.join()
+            if not moved or moved[0].generation is None:
+                raise RuntimeError(f"the switch to {switch_to} did not happen: {moved}")
+            return result, moved[0], stale_entries() - stale_before
+
+        # Misses are taken at (b)'s concurrency: they share searches, at most one per worker at a
+        # time, so Elasticsearch never sees more searches at once than there are workers. Batches
+        # of 100 are taken with fewer connections: 32 at once queue past the time budget, and the
+        # breaker then sheds load (quick 503s, not lookups).
+        peak_connections = {"batch100": max(1, args.connections // 8)}
         results: dict[str, tuple[Measure, Measure]] = {}
+        switched: tuple[Measure, AliasMove, float] | None = None
         for case in args.cases:
+            if case == "switch":
+                if "hit" not in paced:
+                    raise SystemExit("(e) switch runs at (b)'s half-peak pace: measure hit before it")
+                switched = measure_switch()
+                result, move, stale = switched
+                print(f"  switch    {SWITCHED_TYPE} to {move.served} (generation {move.generation}), target "
+                      f"{results['hit'][0].requests_per_second / 2:.0f} req/s: "
+                      f"{result.requests_per_second:.0f} req/s p50 {result.p50_ms:.2f} ms p99 {result.p99_ms:.2f} ms "
+                      f"max {result.max_ms:.2f} ms; {result.non2xx + result.errors} failed; "
+                      f"{stale:.0f} cached entries read again for {SWITCHED_TYPE}", flush=True)
+                continue
             peak = measure(case, peak_connections.get(case, args.connections), 0, seconds)
             # Half the peak rate: each connection waits `delay` ms after an answer before its next
             # request. A short trial run calibrates the wait, since the answer's own time counts too.
@@ -413,7 +502,10 @@ def main() -> int:
             trial = measure(case, connections, delay_ms, 2)
             # A connection's cycle is its wait plus the answer's time: rate = connections / cycle.
             answer_ms = max(0.0, 1000 * connections / max(trial.requests_per_second, 1) - delay_ms)
-            connections = max(connections, math.ceil(target * 2 * answer_ms / 1000))  # waits >= answer times
+            # Waits at least 4x the answer times: misses answer slower at a higher rate (their
+            # searches are shared), and with waits as short as the answers, one trial left them at
+            # 61% of their peak rather than 50%.
+            connections = max(connections, math.ceil(target * 5 * answer_ms / 1000))
             delay_ms = max(1, round(1000 * connections / target - answer_ms))
             # Answers take longer or shorter at another rate: with few connections (batches) one
             # trial left the rate at 72 where half the peak was 92. The wait is corrected until
@@ -426,6 +518,7 @@ def main() -> int:
                 delay_ms = max(1, round(1000 * connections / target - answer_ms))
             half = measure(case, connections, delay_ms, seconds)
             results[case] = (peak, half)
+            paced[case] = (connections, delay_ms)
             print(f"  {case:<9} peak {peak.requests_per_second:8.0f} req/s; at half: {half.requests_per_second:7.0f} req/s "
                   f"p50 {half.p50_ms:.2f} ms p75 {half.p75_ms:.2f} ms p90 {half.p90_ms:.2f} ms p99 {half.p99_ms:.2f} ms "
                   f"p99.9 {half.p999_ms:.2f} ms max {half.max_ms:.2f} ms ({connections} connections, {delay_ms} ms apart)", flush=True)
@@ -443,10 +536,19 @@ def main() -> int:
             print(f"| {labels[case]} | {peak.requests_per_second:.0f} ({peak_connections.get(case, args.connections)}) | "
                   f"{half.requests_per_second:.0f} | {half.p50_ms:.2f} | "
                   f"{half.p75_ms:.2f} | {half.p99_ms:.2f} | {peak.non2xx + peak.errors} / {half.non2xx + half.errors} |")
+        print()
         if "hit" in results and "bare" in results:
             ratio = results["hit"][0].requests_per_second / results["bare"][0].requests_per_second
-            print()
-            print(f"(b)/(a) peak throughput: {ratio:.3f}")
+            print(f"(b)/(a) peak throughput: {ratio:.3f} (target >= 0.6)")
+        if "hit" in results and "miss" in results:
+            ratio = results["miss"][0].requests_per_second / results["hit"][0].requests_per_second
+            print(f"(c)/(b) peak throughput: {ratio:.3f} (target >= 0.25)")
+        if switched is not None:
+            result, move, stale = switched
+            print(f"(e) {SWITCH_SECONDS} s at half of (b)'s peak, {SWITCHED_TYPE} switched 0.5 s in: "
+                  f"{result.requests_per_second:.0f} req/s, p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, "
+                  f"{result.non2xx + result.errors} failed (target: 0 failed, p99 < 50 ms); "
+                  f"{stale:.0f} cached entries read again for the type that switched")
         return 0
     finally:
         if server is not None:
@@ -456,15 +558,8 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 server.kill()
         es.options(ignore_status=404).indices.delete(index=f"{prefix}-*", expand_wildcards="all", allow_no_indices=True)
-        batch: list[bytes] = []
-        for stale in cache.scan_iter(f"{prefix}:*", count=10_000):
-            batch.append(stale)
-            if len(batch) >= 10_000:
-                cache.unlink(*batch)
-                batch = []
-        if batch:
-            cache.unlink(*batch)
-        coordination.delete(generation_key(prefix))
+        unlink_matching(cache, f"{prefix}:*")
+        coordination.delete(generation_key(prefix), served_indices_key(prefix))
         with admin_engine.begin() as connection:
             connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         admin_engine.dispose()

@@ -52,9 +52,9 @@ from resources.serving.metrics import CACHE_ERRORS, CACHE_LOOKUPS
 from resources.serving.served_indices import ServedIndices
 
 T = TypeVar("T")
-# Writes pending at once per process; past this (Redis slow), a lookup waits for its own write,
-# so a slow Redis slows lookups down rather than filling the memory with writes.
-MAX_WRITES_BEHIND = 64
+# Entries written behind at once per process; past this (Redis slow), a lookup waits for its own
+# write, so a slow Redis slows lookups down rather than filling the memory with writes.
+MAX_ENTRIES_BEHIND = 10_000
 
 # Raises the counter to ARGV[1] + 1 when it is below ARGV[1]; answers the counter's value.
 _RAISE_GENERATION = """
@@ -144,6 +144,10 @@ class NearCache:
             self._values.move_to_end(key)
         return value
 
+    def items_under(self, prefix: str) -> list[str]:
+        """What follows `prefix` in the keys that start with it, the most recently used first."""
+        return [key[len(prefix) :] for key in reversed(self._values) if key.startswith(prefix)]
+
     def put(self, key: str, value: bytes) -> None:
         if self._entries <= 0:
             return
@@ -181,7 +185,9 @@ class LookupCache:
         self._floor = generation_file.read()
         self._served: ServedIndices | None = None
         self._valid_until = 0.0
-        self._writes: set[asyncio.Task[bool]] = set()
+        self._pending: dict[int, dict[str, bytes]] = {}  # TTL -> Redis key -> value, to write behind
+        self._entries_behind = 0  # pending or being written
+        self._writer: asyncio.Task[None] | None = None
 
     async def _call(
         self, operation: str, call: Callable[[], Awaitable[T]], circuit: Circuit | None = None
@@ -268,9 +274,9 @@ class LookupCache:
         """Whether Redis took them (a failure is counted, never raised)."""
         if not values:
             return True
-        keyed = {self._key(kind, item): value for item, value in values.items()}
-        ttl = ttl_seconds or self._ttl
+        return await self._set(ttl_seconds or self._ttl, {self._key(kind, item): value for item, value in values.items()})
 
+    async def _set(self, ttl: int, keyed: dict[str, bytes]) -> bool:
         if len(keyed) == 1:
             [(key, value)] = keyed.items()
             ok, _ = await self._call("set", lambda: self._redis.set(key, value, ex=ttl))
@@ -279,18 +285,32 @@ class LookupCache:
         return ok
 
     async def write_behind(self, kind: CacheKind, values: dict[str, bytes], ttl_seconds: int | None = None) -> None:
-        """`put_many` without the caller waiting for it: the write runs as a task of its own, so
-        the answer goes out first. Waited for here when `MAX_WRITES_BEHIND` are pending already."""
+        """`put_many` without the caller waiting for it, so the answer goes out first. The writes of
+        the same moment go together, in one command per TTL: under load, a miss then costs Redis
+        one round trip (its read) rather than two. Waited for here when `MAX_ENTRIES_BEHIND` are
+        pending or being written already."""
         if not values:
             return
-        if len(self._writes) >= MAX_WRITES_BEHIND:
+        if self._entries_behind >= MAX_ENTRIES_BEHIND:
             await self.put_many(kind, values, ttl_seconds)
             return
-        task = asyncio.get_running_loop().create_task(self.put_many(kind, values, ttl_seconds))
-        self._writes.add(task)  # the loop keeps only a weak reference to a task
-        task.add_done_callback(self._writes.discard)
+        ttl = ttl_seconds or self._ttl
+        self._pending.setdefault(ttl, {}).update((self._key(kind, item), value) for item, value in values.items())
+        self._entries_behind += len(values)
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write_pending())
+
+    async def _write_pending(self) -> None:
+        try:
+            await asyncio.sleep(0)  # this moment's other answers add their writes first
+            while self._pending:
+                pending, self._pending = self._pending, {}
+                await asyncio.gather(*(self._set(ttl, keyed) for ttl, keyed in pending.items()))
+                self._entries_behind -= sum(len(keyed) for keyed in pending.values())
+        finally:
+            self._writer = None
 
     async def drain(self) -> None:
         """Waits for the writes still pending: on shutdown, before the Redis client closes."""
-        while self._writes:
-            await asyncio.gather(*self._writes, return_exceptions=True)  # Redis errors are counted already
+        while self._writer is not None:
+            await asyncio.gather(self._writer, return_exceptions=True)  # Redis errors are counted already

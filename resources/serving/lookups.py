@@ -36,6 +36,9 @@ from resources.serving.metrics import CACHE_LOOKUPS
 from resources.serving.reader import CUSTOMERS_PER_BUDGET, SegmentReader
 from resources.serving.served_indices import Held, ServedIndices
 
+# How long a process may keep answering from the view before a switch while it gets ready for the new one.
+WARM_SECONDS = 10.0
+
 MEMBERSHIPS, SEGMENT, CATALOG, HOLDS = CacheKind.MEMBERSHIPS, CacheKind.SEGMENT, CacheKind.CATALOG, CacheKind.HOLDS
 
 Catalog = dict[str, dict[str, Any]]
@@ -48,6 +51,8 @@ class SegmentLookups:
         self._misses = MissCoalescer(reader.memberships_of, max_ids=CUSTOMERS_PER_BUDGET)
         self._near = NearCache(near_entries)  # f"{generation}:{kind}:{item}" -> an answer's JSON
         self._catalogs_kept: dict[str, float] = {}  # index -> next rewrite due
+        self._adopted: ServedIndices | None = None  # the view lookups answer from (`_served`)
+        self._warming: asyncio.Task[None] | None = None
 
     async def customer_segments(self, customer_id: str) -> list[dict[str, Any]]:
         return orjson.loads((await self.serialized_segments([customer_id]))[customer_id])
@@ -55,18 +60,25 @@ class SegmentLookups:
     async def serialized_segments(self, customer_ids: list[str]) -> dict[str, bytes]:
         """customer_id -> its segment list as JSON, sorted by segment id, for each distinct id given:
         MGET, then a search for what the entries lack. An answer without filters embeds these bytes as they are."""
-        served = await self.cache.served()
+        served = await self._served()
         if served is None or not served.types:  # Redis cannot say what is served: no cache at all
             return await self._answer(await self._misses.memberships_of(customer_ids))
         answers = self._near_get(served.generation, MEMBERSHIPS, customer_ids)
         rest = [c for c in customer_ids if c not in answers]
-        if not rest:
-            return answers
-        cached = await self.cache.get_many(MEMBERSHIPS, rest)
+        if rest:
+            joined = await self._from_cache_or_search(served, rest)
+            self._near_put(served.generation, MEMBERSHIPS, joined)
+            answers.update(joined)
+        return answers
+
+    async def _from_cache_or_search(self, served: ServedIndices, customer_ids: list[str]) -> dict[str, bytes]:
+        """The answers of these customers in the view `served`: their entries in Redis, and a search
+        for what the entries lack (written back behind the answers)."""
+        cached = await self.cache.get_many(MEMBERSHIPS, customer_ids)
         held: dict[str, Held] = {}
         stale: dict[tuple[str, ...], list[str]] = {}  # the types to read -> the customers lacking them
         partly_stale = 0
-        for customer in rest:
+        for customer in customer_ids:
             entry = orjson.loads(cached[customer]) if customer in cached else {}
             held[customer], lacking = served.held_in(entry)
             if lacking:
@@ -76,10 +88,41 @@ class SegmentLookups:
             CACHE_LOOKUPS.labels(MEMBERSHIPS, "stale").inc(partly_stale)
         if stale:
             await self._read_lacking(served, stale, held)
-        joined = await self._answer(held)
-        self._near_put(served.generation, MEMBERSHIPS, joined)
-        answers.update(joined)
-        return answers
+        return await self._answer(held)
+
+    async def _served(self) -> ServedIndices | None:
+        """What this process answers from: what Redis says is served, once this process is ready
+        for it (`_warm`). Until then the view before the switch is kept (its indices are still
+        there): no lookup waits for the new index's catalog, and the customers asked most are not
+        all read again at once (bench_api (e))."""
+        served = await self.cache.served()
+        adopted = self._adopted
+        if served is None or adopted is None or served.generation == adopted.generation:
+            self._adopted = served
+            return served
+        if self._warming is None:
+            self._warming = asyncio.get_running_loop().create_task(self._warm(adopted, served))
+        return adopted
+
+    async def _warm(self, adopted: ServedIndices, served: ServedIndices) -> None:
+        """Gets ready for a new view, in the background, for at most `WARM_SECONDS`: the catalogs
+        of its indices (one read took 0.1-0.3 s under load, and every lookup of the type waited for
+        it), then the answers of the customers in the near cache, read in batches and put there
+        under the new generation. Then the view is adopted, ready or not."""
+        staged: dict[str, bytes] = {}
+        try:
+            async with asyncio.timeout(WARM_SECONDS):
+                await self._catalogs({s.index for s in served.types.values()})
+                if served.types.keys() == adopted.types.keys():  # else a type came or went: no shortcut
+                    hot = self._near.items_under(f"{adopted.generation}:{MEMBERSHIPS}:")
+                    for start in range(0, len(hot), CUSTOMERS_PER_BUDGET):
+                        staged.update(await self._from_cache_or_search(served, hot[start : start + CUSTOMERS_PER_BUDGET]))
+        except Exception:  # noqa: BLE001 - Elasticsearch slow or unavailable: lookups meet it themselves
+            pass
+        finally:
+            self._near_put(served.generation, MEMBERSHIPS, staged)
+            self._adopted = served
+            self._warming = None
 
     async def _read_lacking(
         self, served: ServedIndices, stale: dict[tuple[str, ...], list[str]], held: dict[str, Held]
@@ -179,7 +222,7 @@ class SegmentLookups:
         self, kind: CacheKind, item: str, read: Callable[[], Awaitable[bytes]], *, by_generation: bool
     ) -> bytes:
         """One item's answer: from this process's near cache, else Redis, else `read` and written to both."""
-        served = await self.cache.served()
+        served = await self._served()
         if served is None:  # Redis cannot say which calculation is served: no cache at all
             return await read()
         key = f"{served.generation}:{item}" if by_generation else item

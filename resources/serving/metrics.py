@@ -36,7 +36,8 @@ HTTP_LATENCY = Histogram(
 )
 CACHE_LOOKUPS = Counter(
     "segmentation_cache_lookups_total",
-    "Lookup cache reads by kind (customer, segment) and result (hit, miss).",
+    "Lookup cache reads by kind (m: memberships, s: segment summary, i: catalog, h: membership check) and "
+    "result (hit_near, hit, miss; stale: found, but a type switched since it was written).",
     ["kind", "result"],
 )
 CACHE_ERRORS = Counter(

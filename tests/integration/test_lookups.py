@@ -364,9 +364,14 @@ def test_a_switch_shows_the_new_calculation_and_open_exports_keep_theirs(served)
     new_index = publish(settings, "new_customers", second, partition_key="2026-11-26", chunk_size=CHUNK)
 
     published = {"new_customers": second, "frequent_buyers": FREQUENT}
-    assert client.get(f"/v1/customers/{customer_id}/segments", headers=headers).json()["segments"] == expected_segments(
-        customer_id, published
-    )
+    # The process adopts the switch once it has the new index's catalog and its customers read again.
+    deadline = time.monotonic() + 5
+    while (answer := client.get(f"/v1/customers/{customer_id}/segments", headers=headers).json()["segments"]) == (
+        expected_segments(customer_id, PUBLISHED)
+    ):
+        assert time.monotonic() < deadline, "the switch never showed"
+        time.sleep(0.01)
+    assert answer == expected_segments(customer_id, published)
     assert client.get(f"/v1/segments/{segment_id}/stats", headers=headers).json()["index"] == new_index
 
     # The export that started before the switch ends on the calculation it started on ...

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from datetime import datetime
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ import pytest
 from resources.config_store.database import CONNECT_TIMEOUT_SECONDS
 from resources.settings import Settings
 from tests.integration.es_proxy import FaultyElasticsearch
-from tests.integration.publishing import failure_text, served
+from tests.integration.publishing import failure_text, served, writer
 from tests.integration.test_config_api import Keys
 from tests.reliability.answers import Calculation, Observation, Poller, Tally, customers, judge, overlapping_segments
 from tests.reliability.run_report import FaultRow, record
@@ -233,6 +234,85 @@ def test_elasticsearch_down_while_serving(world: World) -> None:
         f"{recovered - back_at:.1f} s from Elasticsearch back to uncached lookups answering (breaker open time, {BREAKER_OPEN:.0f} s here)",
         "test_faults.py::test_elasticsearch_down_while_serving; API alone: "
         "tests/integration/test_serving_resilience.py::test_with_elasticsearch_down_cached_answers_are_served_and_the_rest_fail_fast",
+    ))
+
+
+def test_an_api_process_started_while_elasticsearch_is_down(world: World) -> None:
+    cached = customers(POPULATION)[:100]
+    uncached = [f"new-{n:03d}" for n in range(100)]
+    with world.serve() as api, Poller(api.base_url, world.keys.as_reader, cached) as warm:
+        warm.wait_for(2 * len(cached))  # every answer, and the catalog its entries need, in Redis
+    world.proxies.elasticsearch.refuse()
+    down_at = time.monotonic()
+    try:
+        # A new process, with nothing in memory: only Redis can tell it what is served, and answer.
+        with world.serve(api_search_budget_seconds=BUDGET) as api:
+            with Poller(api.base_url, world.keys.as_reader, [c for pair in zip(cached, uncached) for c in pair]) as poller:
+                poller.wait_for(400)
+                world.proxies.elasticsearch.forward()
+                back_at = time.monotonic()
+                recovered = next_answer(poller, back_at, lambda o: o.customer_id in uncached and o.status == 200)
+                poller.wait_for(100)
+    finally:
+        world.proxies.elasticsearch.forward()
+
+    outage = [o for o in poller.observations if down_at <= o.at < back_at]
+    refused = [o for o in outage if o.status == 503]
+    assert all(o.status == 200 for o in outage if o.customer_id in cached)  # Redis's answers, joined without Elasticsearch
+    assert {o.customer_id for o in refused} == set(uncached)
+    assert max(o.seconds for o in refused) < BUDGET + 1.0
+    tally = judge(poller.observations, lambda _: [world.first])
+    assert_no_wrong_answers(tally)
+    record(FaultRow(
+        "an API process started while Elasticsearch is down (its cache in Redis)",
+        f"every answer Redis held served ({sum(o.status == 200 for o in outage)} during the outage), joined with the "
+        f"catalogs cached beside them; the rest 503 in at most {max(o.seconds for o in refused) * 1000:.0f} ms",
+        tally.served, tally.wrong,
+        f"{recovered - back_at:.1f} s from Elasticsearch back to uncached lookups answering (breaker open time, {BREAKER_OPEN:.0f} s here)",
+        "test_faults.py::test_an_api_process_started_while_elasticsearch_is_down; API alone: "
+        "tests/integration/test_serving_resilience.py::test_a_new_process_joins_an_entry_written_after_its_catalog_was_first_cached",
+    ))
+
+
+def test_an_alias_switch_under_steady_load(world: World) -> None:
+    second = Calculation.write(world.settings, "2026-11-21", overlapping_segments(2, POPULATION))
+    population = customers(POPULATION)
+    with world.serve() as api:
+        pollers = [Poller(api.base_url, world.keys.as_reader, population[n::3]) for n in range(3)]
+        for poller in pollers:
+            poller.__enter__()
+        try:
+            for poller in pollers:
+                poller.wait_for(2 * POPULATION // 3)  # every customer cached, twice asked
+            started = time.monotonic()
+            published = run_ingestion(world.settings, second.partition_key)
+            switched = time.monotonic()
+            for poller in pollers:
+                poller.wait_for(POPULATION)
+        finally:
+            for poller in pollers:
+                poller.__exit__()
+
+    assert published.success, failure_text(published)
+    [index] = served(world.settings)
+    meta = writer(world.settings).segment_index(index).meta  # the alias step writes it once the aliases moved
+    moved = datetime.fromisoformat(meta["published_at"]).timestamp() - (time.time() - time.monotonic())
+    observations = sorted((o for poller in pollers for o in poller.observations), key=lambda o: o.at)
+    tally = judge(observations, switch_windows([world.first], [second], started, switched))
+    assert_no_wrong_answers(tally)
+    assert tally.refused == 0  # a switch costs no failed request
+    changed = [o for o in observations if o.status == 200 and world.first.answer(o.customer_id) != second.answer(o.customer_id)]
+    answering = next(o.at for o in changed if o.answer == second.answer(o.customer_id))
+    after = [o for o in observations if o.at >= moved]
+    assert p99(after) < 0.050, f"p99 {p99(after) * 1000:.0f} ms after the switch"
+    record(FaultRow(
+        "an alias switch under steady lookups (3 clients, every customer cached)",
+        f"no request failed; p99 {p99(after) * 1000:.0f} ms after the switch; each process read the switched type "
+        "again for its cached customers, in shared searches, before answering from it (bench_api.py (e): the same "
+        "at half the hit peak)",
+        tally.served, tally.wrong,
+        f"{answering - moved:.1f} s from the aliases moving to the new calculation answering",
+        "test_faults.py::test_an_alias_switch_under_steady_load; per type: tests/integration/test_cache_per_type.py",
     ))
 
 
