@@ -98,12 +98,12 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
         state, es, redis_clients = open_state(settings)
         app.state.segmentation = state
         # What Elasticsearch serves corrects what Redis lacks or lost of it, before the first lookup.
-        reconcile = state.lookups.cache.reconcile_served
-        failing = await refresh_served_state(es, settings.index_prefix, on_read=reconcile)
+        reconciler = state.lookups.cache
+        failing = await refresh_served_state(es, settings.index_prefix, reconciler=reconciler)
         background = [
             asyncio.create_task(_refresh_archived(state)),
             asyncio.create_task(_record_key_usage(state)),
-            asyncio.create_task(keep_served_state(es, settings.index_prefix, on_read=reconcile, failing=failing)),
+            asyncio.create_task(keep_served_state(es, settings.index_prefix, reconciler=reconciler, failing=failing)),
         ]
         # The ~180,000 objects made by imports and startup live as long as the process: out of the
         # collector's sight, a full collection walks only what requests leave behind. Without
@@ -117,7 +117,7 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
                 task.cancel()
             with contextlib.suppress(Exception):
                 await state.api_keys.flush_usage()
-            await state.lookups.cache.drain()
+            await state.lookups.aclose()
             await es.close()
             for client in redis_clients:
                 await client.aclose()

@@ -123,8 +123,8 @@ def _switch(
     try:
         generation = _new_generation(client, writer.prefix, segment_type, index, floor)
     except redis.RedisError as error:
-        # Readers key their caches on the generation: under the old one, answers cached from the
-        # previous indices would still be served beside the new index's. So the switch is undone.
+        # Readers key their caches on the type's generation: under the old one, answers cached from
+        # the previous index would still be served for the new one's. So the switch is undone.
         _undo_switch(writer, client, segment_type, index, previous, floor, error)
     try:
         writer.update_meta(index, generation=generation, published_at=datetime.now(timezone.utc).isoformat())
@@ -153,8 +153,8 @@ def _undo_switch(
     except (ApiError, TransportError) as undo_error:
         raise PublicationRefused(
             f"{why}, and moving the aliases back failed too ({undo_error}): {index} is served under the previous "
-            "generation, and answers cached before the switch may be served until a new one. Once Redis answers, "
-            f"publish it again, or INCR {generation_key(writer.prefix)}."
+            "generation, and answers cached before the switch may be served until API processes correct Redis's "
+            "record of it (within 15 s of Redis answering). Once Redis answers, publish it again."
         ) from error
     try:
         # While the generation was asked for, readers may have cached the new index's answers under
@@ -163,8 +163,8 @@ def _undo_switch(
         retired = ""
     except redis.RedisError:
         retired = (
-            f" Answers that readers cached from {index} meanwhile stay under the current generation until the "
-            f"next switch, or INCR {generation_key(writer.prefix)}."
+            f" Answers that readers cached from {index} in the meantime may be served until they expire "
+            "(SEGMENTATION_LOOKUP_CACHE_TTL_SECONDS) or the type switches again."
         )
     raise PublicationRefused(
         f"{why}; the aliases are back on {', '.join(previous) or 'nothing'}.{retired} Publish again once Redis answers."

@@ -8,8 +8,8 @@ and what the entry holds of the others is still answered. Catalogs and membershi
 cached by index name, which never changes once served; segment summaries under the generation.
 Redis's `maxmemory` with an LRU policy bounds the whole cache; TTLs remove what nobody reads.
 
-What is served is read at most once per `refresh_seconds` per process, so a switch shows within
-about that long. The highest generation seen is also kept in a small file: if Redis ever answers a
+What is served is read at most once per `refresh_seconds` per process; each process then gets
+ready for a switch before it answers from it (resources/serving/lookups.py). The highest generation seen is also kept in a small file: if Redis ever answers a
 lower one (restored from an older snapshot, or the key evicted), the counter is raised past it, so
 a generation that was already used, and the entries written under it, are never read again.
 
@@ -32,7 +32,7 @@ import contextlib
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -67,25 +67,21 @@ end
 return current
 """
 
-# Corrects the hash KEYS[2] by what Elasticsearch serves: for each triple (type ARGV[i], index
-# ARGV[i + 1], the generation ARGV[i + 2] that index's _meta records, or 0), a type with no entry,
-# or whose entry names another index under an older generation than that (a Redis restored from
-# an old snapshot), gets a new generation of the counter KEYS[1] (first raised to ARGV[1], this
-# process's floor). An entry newer than the _meta is the publisher's, mid-switch: left alone.
+# Corrects the hash KEYS[2] by what Elasticsearch serves: for each triple (type ARGV[i], the index
+# ARGV[i + 1] that serves it, the type's field ARGV[i + 2] as read before Elasticsearch was, or ''),
+# a field that names another index (or none) and has not changed since it was read gets a new
+# generation of the counter KEYS[1], first raised past ARGV[1], this process's floor. A field that
+# changed meanwhile is the publisher's, newer than the reading: left alone.
 _RECONCILE_SERVED = """
 local changed = 0
 if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then
-  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('SET', KEYS[1], tonumber(ARGV[1]) + 1)
 end
 for i = 2, #ARGV, 3 do
-  local recorded = redis.call('HGET', KEYS[2], ARGV[i])
-  local stale = not recorded
-  if recorded then
-    local space = string.find(recorded, ' ', 1, true)
-    local token = tonumber(string.sub(recorded, 1, (space or 1) - 1)) or 0
-    stale = (not space or string.sub(recorded, space + 1) ~= ARGV[i + 1]) and token < tonumber(ARGV[i + 2])
-  end
-  if stale then
+  local recorded = redis.call('HGET', KEYS[2], ARGV[i]) or ''
+  local space = string.find(recorded, ' ', 1, true)
+  local index = space and string.sub(recorded, space + 1) or ''
+  if recorded == ARGV[i + 2] and index ~= ARGV[i + 1] then
     local generation = redis.call('INCR', KEYS[1])
     redis.call('HSET', KEYS[2], ARGV[i], generation .. ' ' .. ARGV[i + 1])
     changed = changed + 1
@@ -105,6 +101,16 @@ for i, key in ipairs(KEYS) do
 end
 return #KEYS
 """
+
+
+# Keys per write command: one script call holds Redis for its whole length.
+KEYS_PER_WRITE = 500
+
+
+def _parts(keyed: dict[str, bytes]) -> Iterator[list[tuple[str, bytes]]]:
+    items = list(keyed.items())
+    for start in range(0, len(items), KEYS_PER_WRITE):
+        yield items[start : start + KEYS_PER_WRITE]
 
 
 class GenerationFile:
@@ -211,7 +217,7 @@ class LookupCache:
                 generation, recorded = await pipe.get(generation_key(prefix)).hgetall(served_indices_key(prefix)).execute()
             return generation, recorded
 
-        ok, answer = await self._call("generation", read, self._coordination_circuit)
+        ok, answer = await self._call("served", read, self._coordination_circuit)
         served = ServedIndices.parse(int(answer[0] or 0), answer[1]) if ok and answer else None
         if served is not None and served.generation < self._floor:
             ok, raised = await self._call(
@@ -227,16 +233,24 @@ class LookupCache:
         self._valid_until = now + self._refresh
         return served
 
-    async def reconcile_served(self, served: dict[str, tuple[str, int | None]]) -> int:
-        """Corrects Redis's record of what is served by what Elasticsearch serves (type -> (index,
-        the generation in its _meta)) where Redis lacks a type (an upgrade, a Redis that lost its
-        data) or holds an older one (restored from an old snapshot). Answers how many it changed."""
-        if not served:
+    async def served_record(self) -> dict[str, str] | None:
+        """Redis's record of what is served (type -> "<generation> <index>"), None when unreadable."""
+        ok, recorded = await self._call(
+            "served", lambda: self._coordination.hgetall(served_indices_key(self._prefix)), self._coordination_circuit
+        )
+        return {t.decode(): v.decode() for t, v in recorded.items()} if ok and recorded is not None else None
+
+    async def reconcile_served(self, recorded: dict[str, str] | None, served: dict[str, str]) -> int:
+        """Corrects Redis's record (`recorded`, as `served_record` read it before Elasticsearch was
+        read) by what Elasticsearch serves (type -> index): a type missing (an upgrade, a Redis
+        that lost its data) or naming another index (restored from an old snapshot, a switch whose
+        record failed) gets a new generation, unless the publisher wrote it since. Answers how many."""
+        if recorded is None or not served:
             return 0
-        triples = [str(item) for t, (index, generation) in sorted(served.items()) for item in (t, index, generation or 0)]
+        triples = [item for t, index in sorted(served.items()) for item in (t, index, recorded.get(t, ""))]
         keys = [generation_key(self._prefix), served_indices_key(self._prefix)]
         ok, changed = await self._call(
-            "generation",
+            "served",
             lambda: self._coordination.eval(_RECONCILE_SERVED, 2, *keys, self._floor, *triples),
             self._coordination_circuit,
         )
@@ -305,8 +319,12 @@ class LookupCache:
             await asyncio.sleep(0)  # this moment's other answers add their writes first
             while self._pending:
                 pending, self._pending = self._pending, {}
-                await asyncio.gather(*(self._set(ttl, keyed) for ttl, keyed in pending.items()))
-                self._entries_behind -= sum(len(keyed) for keyed in pending.values())
+                try:
+                    await asyncio.gather(
+                        *(self._set(ttl, dict(part)) for ttl, keyed in pending.items() for part in _parts(keyed))
+                    )
+                finally:
+                    self._entries_behind -= sum(len(keyed) for keyed in pending.values())
         finally:
             self._writer = None
 

@@ -34,6 +34,10 @@ class MissCoalescer:
         self._running: dict[tuple[str, ...], int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def running(self) -> list[asyncio.Task[None]]:
+        """The searches in flight (with the waiters they will serve next)."""
+        return list(self._tasks)
+
     async def memberships_of(self, customer_ids: list[str], segment_types: tuple[str, ...] = ()) -> dict[str, Held]:
         """What `search` answers for these customers, read in a search shared with other callers'."""
         if len(customer_ids) > self._max_ids // 2:  # a batch already: gains nothing by waiting for others

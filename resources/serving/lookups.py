@@ -66,28 +66,32 @@ class SegmentLookups:
         answers = self._near_get(served.generation, MEMBERSHIPS, customer_ids)
         rest = [c for c in customer_ids if c not in answers]
         if rest:
-            joined = await self._from_cache_or_search(served, rest)
+            # While a newer view is being got ready for, an alias may already serve what this view
+            # does not: what is read then is answered, not cached under this view's generations.
+            joined = await self._from_cache_or_search(served, rest, write=self._warming is None)
             self._near_put(served.generation, MEMBERSHIPS, joined)
             answers.update(joined)
         return answers
 
-    async def _from_cache_or_search(self, served: ServedIndices, customer_ids: list[str]) -> dict[str, bytes]:
+    async def _from_cache_or_search(
+        self, served: ServedIndices, customer_ids: list[str], *, write: bool = True
+    ) -> dict[str, bytes]:
         """The answers of these customers in the view `served`: their entries in Redis, and a search
-        for what the entries lack (written back behind the answers)."""
+        for what the entries lack (written back behind the answers, when `write`)."""
         cached = await self.cache.get_many(MEMBERSHIPS, customer_ids)
         held: dict[str, Held] = {}
         stale: dict[tuple[str, ...], list[str]] = {}  # the types to read -> the customers lacking them
-        partly_stale = 0
+        outdated = 0
         for customer in customer_ids:
             entry = orjson.loads(cached[customer]) if customer in cached else {}
             held[customer], lacking = served.held_in(entry)
             if lacking:
                 stale.setdefault(() if len(lacking) == len(served.types) else lacking, []).append(customer)
-                partly_stale += customer in cached
-        if partly_stale:  # found in Redis (counted a hit there), yet a type switched since it was written
-            CACHE_LOOKUPS.labels(MEMBERSHIPS, "stale").inc(partly_stale)
+                outdated += customer in cached
+        if outdated:  # found in Redis (counted a hit there), yet a type switched since it was written
+            CACHE_LOOKUPS.labels(MEMBERSHIPS, "stale").inc(outdated)
         if stale:
-            await self._read_lacking(served, stale, held)
+            await self._read_lacking(served, stale, held, write=write)
         return await self._answer(held)
 
     async def _served(self) -> ServedIndices | None:
@@ -101,31 +105,46 @@ class SegmentLookups:
             self._adopted = served
             return served
         if self._warming is None:
-            self._warming = asyncio.get_running_loop().create_task(self._warm(adopted, served))
+            self._warming = asyncio.get_running_loop().create_task(self._warm(adopted))
         return adopted
 
-    async def _warm(self, adopted: ServedIndices, served: ServedIndices) -> None:
-        """Gets ready for a new view, in the background, for at most `WARM_SECONDS`: the catalogs
-        of its indices (one read took 0.1-0.3 s under load, and every lookup of the type waited for
-        it), then the answers of the customers in the near cache, read in batches and put there
-        under the new generation. Then the view is adopted, ready or not."""
-        staged: dict[str, bytes] = {}
+    async def _warm(self, adopted: ServedIndices) -> None:
+        """Gets ready for the latest view, in the background, for at most `WARM_SECONDS` in all:
+        the catalogs of its indices (one read took 0.1-0.3 s under load, and every lookup of the
+        type waited for it), then the answers of the customers in the near cache, read in batches
+        and put there under the new generation. A switch meanwhile is prepared for in turn. Then
+        the view is adopted, ready or not."""
+        target, staged = adopted, {}
         try:
             async with asyncio.timeout(WARM_SECONDS):
-                await self._catalogs({s.index for s in served.types.values()})
-                if served.types.keys() == adopted.types.keys():  # else a type came or went: no shortcut
-                    hot = self._near.items_under(f"{adopted.generation}:{MEMBERSHIPS}:")
-                    for start in range(0, len(hot), CUSTOMERS_PER_BUDGET):
-                        staged.update(await self._from_cache_or_search(served, hot[start : start + CUSTOMERS_PER_BUDGET]))
+                while (served := await self.cache.served()) is not None and served.generation != target.generation:
+                    target, staged = served, {}
+                    await self._prepare(adopted, served, staged)
         except Exception:  # noqa: BLE001 - Elasticsearch slow or unavailable: lookups meet it themselves
             pass
         finally:
-            self._near_put(served.generation, MEMBERSHIPS, staged)
-            self._adopted = served
+            self._near_put(target.generation, MEMBERSHIPS, staged)
+            self._adopted = target
             self._warming = None
 
+    async def _prepare(self, adopted: ServedIndices, served: ServedIndices, staged: dict[str, bytes]) -> None:
+        await self._catalogs({s.index for s in served.types.values()})
+        if served.types.keys() != adopted.types.keys():  # a type came or went: every answer changes anyway
+            return
+        hot = self._near.items_under(f"{adopted.generation}:{MEMBERSHIPS}:")
+        for start in range(0, len(hot), CUSTOMERS_PER_BUDGET):
+            staged.update(await self._from_cache_or_search(served, hot[start : start + CUSTOMERS_PER_BUDGET]))
+
+    async def aclose(self) -> None:
+        """Stops the work in the background: on shutdown, before the clients close."""
+        tasks = [task for task in (self._warming,) if task is not None] + self._misses.running()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.cache.drain()
+
     async def _read_lacking(
-        self, served: ServedIndices, stale: dict[tuple[str, ...], list[str]], held: dict[str, Held]
+        self, served: ServedIndices, stale: dict[tuple[str, ...], list[str]], held: dict[str, Held], *, write: bool
     ) -> None:
         """Reads what the entries lack, adds it to `held`, and writes the entries anew (behind)."""
         reads = await asyncio.gather(*(self._misses.memberships_of(c, types) for types, c in stale.items()))
@@ -135,7 +154,7 @@ class SegmentLookups:
             for customer, by_index in fresh.items():
                 held[customer] = {**held[customer], **by_index}
                 read_from.update(by_index)
-                if (entry := served.entry_of(held[customer])) is not None:
+                if write and (entry := served.entry_of(held[customer])) is not None:
                     entries[customer] = orjson.dumps(entry)
         await self.cache.write_behind(MEMBERSHIPS, entries)
         await self._keep_catalogs(read_from)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# customer -> {index: the ids of the segments it holds the customer in}
+# What one customer is in: {index: the ids of the segments it holds the customer in}
 Held = dict[str, list[str]]
 # A customer's cache entry: {a type's token: the ids of its segments in the type's index}
 Entry = dict[str, list[str]]

@@ -12,10 +12,9 @@ retries, load seconds, failed chunks) are the index asset's Dagster metadata.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from elasticsearch import AsyncElasticsearch
@@ -143,20 +142,26 @@ def record(state: ServedState) -> None:
             TYPE_INDICES.labels(segment_type, str(verified).lower()).set(state.indices.get((segment_type, verified), 0))
 
 
-ServedReading = Callable[[dict[str, tuple[str, int | None]]], Awaitable[object]]
+class Reconciler(Protocol):
+    """Told what Elasticsearch serves at each reading, with what it read itself just before."""
+
+    async def served_record(self) -> dict[str, str] | None: ...
+
+    async def reconcile_served(self, recorded: dict[str, str] | None, served: dict[str, str]) -> int: ...
 
 
 async def refresh_served_state(
-    es: AsyncElasticsearch, prefix: str, *, on_read: ServedReading | None = None, failing: bool = False
+    es: AsyncElasticsearch, prefix: str, *, reconciler: Reconciler | None = None, failing: bool = False
 ) -> bool:
-    """One reading: the gauges, then `on_read` given each type's served index and its _meta
-    generation. Answers whether it failed (`failing`: whether the last one did, so that an
-    outage is logged once, not at every reading)."""
+    """One reading: the gauges, and the `reconciler` told each type's served index. Answers whether
+    it failed (`failing`: whether the last one did, so that an outage is logged once, not at every
+    reading)."""
     try:
+        recorded = await reconciler.served_record() if reconciler is not None else None  # before Elasticsearch's
         state = await read_served_state(es, prefix)
         record(state)
-        if on_read is not None:
-            await on_read({t: (served.index, served.generation) for t, served in state.served.items()})
+        if reconciler is not None:
+            await reconciler.reconcile_served(recorded, {t: served.index for t, served in state.served.items()})
         REFRESHED_AT.set_to_current_time()
         if failing:
             log.info("served state readable again")
@@ -173,11 +178,11 @@ async def keep_served_state(
     prefix: str,
     *,
     every_seconds: float = REFRESH_SECONDS,
-    on_read: ServedReading | None = None,
+    reconciler: Reconciler | None = None,
     failing: bool = False,
 ) -> None:
     """Runs for the life of the API process (api/lifespan.py), after a first reading; Elasticsearch
     down only pauses it."""
     while True:
         await asyncio.sleep(every_seconds)
-        failing = await refresh_served_state(es, prefix, on_read=on_read, failing=failing)
+        failing = await refresh_served_state(es, prefix, reconciler=reconciler, failing=failing)
