@@ -136,7 +136,7 @@ def assert_correct(client: TestClient, headers: dict[str, str], customer_id: str
 @pytest.mark.parametrize("failure", ["refuse", "swallow"])
 def test_with_redis_unreachable_lookups_stay_correct_and_the_errors_are_counted(api_roomy, failure) -> None:
     client, headers, _, redis_proxy = api_roomy
-    errors_before = sum(metric("segmentation_cache_errors_total", operation=op) for op in ("generation", "get", "set"))
+    errors_before = sum(metric("segmentation_cache_errors_total", operation=op) for op in ("served", "generation", "get", "set"))
     getattr(redis_proxy, failure)()
     for customer_id in ["c000", "c050", "c099", "c200"]:
         for _ in range(3):  # again and again: never a cached answer, always the right one
@@ -148,7 +148,7 @@ def test_with_redis_unreachable_lookups_stay_correct_and_the_errors_are_counted(
     assert {c: [s["segment_id"] for s in v] for c, v in batch.json()["results"].items()} == {
         "c010": segment_ids_of("c010"), "c045": segment_ids_of("c045")
     }
-    errors_after = sum(metric("segmentation_cache_errors_total", operation=op) for op in ("generation", "get", "set"))
+    errors_after = sum(metric("segmentation_cache_errors_total", operation=op) for op in ("served", "generation", "get", "set"))
     assert errors_after > errors_before
 
     # Redis back: the cache is used again, with no restart.
