@@ -502,15 +502,13 @@ def main() -> int:
             trial = measure(case, connections, delay_ms, 2)
             # A connection's cycle is its wait plus the answer's time: rate = connections / cycle.
             answer_ms = max(0.0, 1000 * connections / max(trial.requests_per_second, 1) - delay_ms)
-            # Waits at least 4x the answer times: misses answer slower at a higher rate (their
-            # searches are shared), and with waits as short as the answers, one trial left them at
-            # 61% of their peak rather than 50%.
-            connections = max(connections, math.ceil(target * 5 * answer_ms / 1000))
+            connections = max(connections, math.ceil(target * 2 * answer_ms / 1000))  # waits >= answer times
             delay_ms = max(1, round(1000 * connections / target - answer_ms))
             # Answers take longer or shorter at another rate: with few connections (batches) one
-            # trial left the rate at 72 where half the peak was 92. The wait is corrected until
-            # a trial lands within 10% of the target rate, twice at most.
-            for _ in range(2):
+            # trial left the rate at 72 where half the peak was 92, and misses (whose searches are
+            # shared) once at 61% of their peak. The wait is corrected until a trial lands within
+            # 10% of the target rate, four times at most.
+            for _ in range(4):
                 trial = measure(case, connections, delay_ms, 3)
                 if abs(trial.requests_per_second / target - 1) <= 0.1:
                     break

@@ -31,7 +31,7 @@ import orjson
 
 from resources.names import CacheKind
 from resources.serving.cache import LookupCache, NearCache
-from resources.serving.coalescing import MissCoalescer
+from resources.serving.coalescing import Coalescer
 from resources.serving.metrics import CACHE_LOOKUPS
 from resources.serving.reader import CUSTOMERS_PER_BUDGET, SegmentReader
 from resources.serving.served_indices import Held, ServedIndices
@@ -48,7 +48,7 @@ class SegmentLookups:
     def __init__(self, reader: SegmentReader, cache: LookupCache, *, near_entries: int = 0) -> None:
         self.reader = reader
         self.cache = cache
-        self._misses = MissCoalescer(reader.memberships_of, max_ids=CUSTOMERS_PER_BUDGET)
+        self._misses: Coalescer[Held] = Coalescer(reader.memberships_of, max_ids=CUSTOMERS_PER_BUDGET)
         self._near = NearCache(near_entries)  # f"{generation}:{kind}:{item}" -> an answer's JSON
         self._catalogs_kept: dict[str, float] = {}  # index -> next rewrite due
         self._adopted: ServedIndices | None = None  # the view lookups answer from (`_served`)
@@ -62,7 +62,7 @@ class SegmentLookups:
         MGET, then a search for what the entries lack. An answer without filters embeds these bytes as they are."""
         served = await self._served()
         if served is None or not served.types:  # Redis cannot say what is served: no cache at all
-            return await self._answer(await self._misses.memberships_of(customer_ids))
+            return await self._answer(await self._misses.call(customer_ids))
         answers = self._near_get(served.generation, MEMBERSHIPS, customer_ids)
         rest = [c for c in customer_ids if c not in answers]
         if rest:
@@ -147,7 +147,7 @@ class SegmentLookups:
         self, served: ServedIndices, stale: dict[tuple[str, ...], list[str]], held: dict[str, Held], *, write: bool
     ) -> None:
         """Reads what the entries lack, adds it to `held`, and writes the entries anew (behind)."""
-        reads = await asyncio.gather(*(self._misses.memberships_of(c, types) for types, c in stale.items()))
+        reads = await asyncio.gather(*(self._misses.call(c, types) for types, c in stale.items()))
         entries: dict[str, bytes] = {}
         read_from: set[str] = set()
         for fresh in reads:
