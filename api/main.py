@@ -33,6 +33,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Segmentation API",
         version="1",
         lifespan=lifespan_for(settings),
+        # No redirect to the path with or without its trailing slash: Starlette builds it from the
+        # client's Host header, so any client could have the API answer a redirect to its own host.
+        redirect_slashes=False,
     )
     install_error_handlers(app)
     app.add_middleware(

@@ -281,6 +281,15 @@ URL_PASSWORD = re.compile(r"\b[a-z][a-z0-9+.]*://[^\s:/@'\"]*:([^\s@/'\"]+)@")
 NOT_SECRETS = {"segmentation", "password", "pass", "secret", "***", "[redacted]"}
 
 
+@pytest.mark.parametrize("path", ["/v1/segments/", "/v1/customers/c0001/segments/", "/healthz/"])
+def test_no_redirect_is_built_from_the_clients_host(world, path: str) -> None:
+    client, keys, _, _ = world
+    response = client.get(path, headers={**keys.as_admin, "Host": "evil.example"}, follow_redirects=False)
+    assert response.status_code == 404, response.headers
+    assert "location" not in response.headers
+    assert response.json()["error"]["code"]  # the API's own error shape, not a bare redirect
+
+
 def test_no_secret_is_kept_in_the_repository() -> None:
     """Secrets come from the environment (the settings); the only password in the tree is the
     local default of the servers `segmentation services up` installs on 127.0.0.1."""
