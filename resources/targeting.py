@@ -20,6 +20,10 @@ from resources.names import EntityId
 
 # A filter value: one line of text, bounded; ids and countries in their own forms.
 FilterText = Annotated[str, StringConstraints(max_length=128, pattern=r"^[^\x00-\x1f\x7f]*$")]
+# The values a lookup may give for one repeatable filter (`segment_type`, `label`): a list has a
+# bound on every route, or one request could make the process validate, and answer, without end.
+MAX_FILTER_VALUES = 20
+FilterValues = Annotated[list[FilterText], Field(max_length=MAX_FILTER_VALUES)]
 FILTER_FORMS = {"store_id": EntityId, "country": Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]}
 
 

@@ -10,7 +10,7 @@ from resources.config_store.segments import AuditEntry, Labels, SegmentStatus
 from resources.config_store.segments import (
     Segment as SegmentPublic,  # the stored segment is the public shape
 )
-from resources.targeting import TargetingFilters
+from resources.targeting import FilterValues, TargetingFilters
 
 # One line of printable text; a description may span lines. PostgreSQL text holds no NUL either way.
 SegmentName = Annotated[
@@ -60,7 +60,7 @@ class SegmentListQuery(TargetingFilters):
 
     segment_type: str | None = Field(default=None, max_length=64)
     status: list[SegmentStatus] = Field(default_factory=list, description="Any of these; default active and paused.")
-    label: list[str] = Field(default_factory=list, description="key:value; all must match.")
+    label: FilterValues = Field(default_factory=list, description="key:value; all must match (up to 20).")
     limit: int = Field(default=100, ge=1, le=500)
     cursor: str | None = Field(default=None, max_length=512, description="next_cursor of the previous page.")
 

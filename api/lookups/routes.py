@@ -22,6 +22,7 @@ from api.state import AppState, State
 from resources.names import ID_PATTERN
 from resources.serving.filters import SegmentFilter
 from resources.targeting import (
+    MAX_FILTER_VALUES,
     TARGETING_ATTRIBUTES,
     InvalidLabelFilter,
     TargetingFilters,
@@ -87,6 +88,9 @@ def query_filter(request: Request) -> SegmentFilter:
         return NO_FILTER
     one_value_each(query, SINGLE_VALUED)
     attributes = targeting_filters({name: query[name] for name in TARGETING_ATTRIBUTES if name in query})
+    for repeatable in ("segment_type", "label"):
+        if len(query.getlist(repeatable)) > MAX_FILTER_VALUES:
+            raise invalid_field(repeatable, f"at most {MAX_FILTER_VALUES} values")
     return segment_filter(query.getlist("segment_type"), attributes, query.getlist("label"))
 
 

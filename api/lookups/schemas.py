@@ -11,7 +11,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from resources.names import ID_PATTERN
-from resources.targeting import SegmentAnswer, TargetingFilters
+from resources.targeting import FilterValues, SegmentAnswer, TargetingFilters
 
 MAX_BATCH_CUSTOMERS = 1000
 
@@ -24,8 +24,8 @@ class CustomerSegmentsBatchRequest(TargetingFilters):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     customer_ids: list[CustomerIdText] = Field(max_length=MAX_BATCH_CUSTOMERS, description="Up to 1,000 customer ids.")
-    segment_type: list[str] = Field(default_factory=list, description="Any of these types.")
-    label: list[str] = Field(default_factory=list, description="key:value; all must match.")
+    segment_type: FilterValues = Field(default_factory=list, description="Any of these types (up to 20).")
+    label: FilterValues = Field(default_factory=list, description="key:value; all must match (up to 20).")
 
 
 class CustomerSegments(BaseModel):

@@ -9,6 +9,7 @@ are public and which a read key may call, and every other route is expected to n
 from __future__ import annotations
 
 import io
+import json
 import re
 import subprocess
 import time
@@ -288,6 +289,30 @@ def test_no_redirect_is_built_from_the_clients_host(world, path: str) -> None:
     assert response.status_code == 404, response.headers
     assert "location" not in response.headers
     assert response.json()["error"]["code"]  # the API's own error shape, not a bare redirect
+
+
+def test_a_list_of_filters_is_bounded_and_a_422_is_never_much_bigger_than_its_request(world) -> None:
+    client, keys, _, _ = world
+    body = b'{"customer_ids": ["c0001"], "segment_type": [' + b",".join([b"0"] * 300_000) + b"]}"
+    response = client.post(
+        "/v1/customers/segments:batch", content=body, headers={**keys.as_reader, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert [d["field"] for d in response.json()["error"]["details"]] == ["segment_type"]
+    assert len(response.content) < 2_000
+
+    repeated = [("segment_type", "new_customers")] * 21
+    assert client.get("/v1/customers/c0001/segments", params=repeated, headers=keys.as_reader).status_code == 422
+    assert client.get("/v1/customers/c0001/segments", params=repeated[:20], headers=keys.as_reader).status_code == 200
+
+    bad_labels = {f"BAD KEY {n}": "x" for n in range(3_000)}  # each key an error, in under 64 KiB
+    segment = {**NEW_CUSTOMERS, "labels": bad_labels}
+    request = json.dumps(segment).encode()
+    response = client.post("/v1/segments", content=request, headers={**keys.as_admin, "Content-Type": "application/json"})
+    assert response.status_code == 422
+    details = response.json()["error"]["details"]
+    assert len(details) == 11 and details[-1]["message"].startswith("and ")  # ten named, the rest counted
+    assert len(response.content) < len(request) / 4
 
 
 def test_no_secret_is_kept_in_the_repository() -> None:
