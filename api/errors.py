@@ -106,7 +106,7 @@ def field_path(location: tuple[Any, ...] | list[Any]) -> str:
 
 
 # A 422 names the first few problems, each cut short: an answer never much bigger than the request,
-# whatever the request (one of 524,000 bad items once got a 67 MB answer, after 3.5 s).
+# whatever the request (a body of 524,000 bad items once got a 67 MB answer, after 3.5 s).
 MAX_ERROR_DETAILS = 10
 MAX_DETAIL_CHARACTERS = 200
 
