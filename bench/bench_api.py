@@ -410,11 +410,15 @@ def main() -> int:
         stride = customers // args.threads
         offsets = np.random.default_rng(2)
 
-        def cache_errors() -> float:
-            """Redis operations that failed or were skipped (breaker open), every worker added up."""
+        def metric_total(name: str, label: str = "") -> float:
+            """A counter of the API's /metrics, every worker and label added up (those with `label` only)."""
             with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
                 lines = response.read().decode().splitlines()
-            return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("segmentation_cache_errors_total{"))
+            return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(f"{name}{{") and label in line)
+
+        def cache_errors() -> float:
+            """Redis operations that failed or were skipped (breaker open)."""
+            return metric_total("segmentation_cache_errors_total")
 
         def measure(case: str, connections: int, delay_ms: int, run_seconds: int) -> Measure:
             nonlocal warmed
@@ -446,10 +450,8 @@ def main() -> int:
         paced: dict[str, tuple[int, int]] = {}  # case -> (connections, delay_ms) of its run at half peak
 
         def stale_entries() -> float:
-            with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
-                lines = response.read().decode().splitlines()
-            return sum(float(line.rsplit(" ", 1)[1]) for line in lines
-                       if line.startswith("segmentation_cache_lookups_total{") and 'result="stale"' in line)
+            """Cached entries found, then read again for a type that switched since."""
+            return metric_total("segmentation_cache_lookups_total", 'result="stale"')
 
         def measure_switch() -> tuple[Measure, AliasMove, float]:
             """(b)'s requests at half of (b)'s peak for 30 s; the switch half a second in.
