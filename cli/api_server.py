@@ -12,6 +12,7 @@ instead: starting another would only fail the same way, over and over.
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
 import os
@@ -24,7 +25,9 @@ from typing import Any
 import uvicorn
 from prometheus_client import multiprocess
 
+from api.http_limits import HttpLimits, LimitedHttpProtocol
 from resources.serving.metrics import MULTIPROC_ENV
+from resources.settings import get_settings
 
 log = logging.getLogger("segmentation.api_server")
 APP = "api.main:create_app"
@@ -68,11 +71,13 @@ class _Server(uvicorn.Server):
 
 
 def _worker(host: str, port: int, reuse_port: bool, ready: Any = None) -> None:
+    settings = get_settings()
+    limits = HttpLimits(head_seconds=settings.api_head_read_seconds, body_seconds=settings.api_body_read_seconds)
     config = uvicorn.Config(
         APP,
         factory=True,
         loop="uvloop",
-        http="httptools",
+        http=functools.partial(LimitedHttpProtocol, limits=limits),  # httptools, with limits at the edge
         backlog=BACKLOG,
         access_log=False,
         log_config=None,  # uvicorn's own loggers go to the JSON lines of create_app's configure_logging

@@ -1,0 +1,203 @@
+"""A hostile client cannot hurt anyone else (issue 22): bounded request heads and read timeouts
+at the edge (api/http_limits.py), the server's own refusals in the API's JSON shape.
+
+Each test talks raw TCP to a real `segmentation api` process, one worker, as an attacker would.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api.http_limits import LINGER_SECONDS, MAX_HEAD_BYTES, MAX_HEADERS, MAX_REQUEST_LINE_BYTES
+from resources.settings import Settings
+from tests.integration.test_config_api import Keys
+from tests.reliability.platform import make_keys
+from tests.reliability.run_report import FaultRow, record
+from tests.reliability.sustained_load import ApiProcess
+
+pytestmark = pytest.mark.integration
+
+HEAD_SECONDS = 2.0  # 10 s by default; shorter here to keep the suite short
+BODY_SECONDS = 2.0
+
+
+@pytest.fixture(scope="module")
+def api(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiProcess]:
+    limited = settings.model_copy(update={"api_head_read_seconds": HEAD_SECONDS, "api_body_read_seconds": BODY_SECONDS})
+    server = ApiProcess(limited, workers=1, log_file=tmp_path_factory.mktemp("hostile") / "api.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def keys(settings: Settings) -> Keys:
+    return make_keys(settings, "hostile")
+
+
+def exchange(api: ApiProcess, request: bytes, timeout: float = 10) -> tuple[bytes, float]:
+    """Sends the bytes, then reads until the server closes: what it answered, and how long it took."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", api.port), timeout=timeout) as sock:
+        sock.sendall(request)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received, time.monotonic() - started
+
+
+def parsed(answer: bytes) -> tuple[int, dict[str, str], dict]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in header_lines)}
+    return int(status_line.split()[1]), headers, json.loads(body)
+
+
+def assert_json_error(answer: bytes, status: int, code: str) -> dict:
+    got_status, headers, body = parsed(answer)
+    assert got_status == status, answer[:300]
+    assert headers["content-type"] == "application/json"
+    assert body["error"]["code"] == code
+    return body
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_a_request_head_past_its_bounds_is_refused_at_once(api: ApiProcess) -> None:
+    big_header = b"GET /healthz HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * (10 * 1024 * 1024) + b"\r\n\r\n"
+    answer, seconds = exchange(api, big_header)
+    body = assert_json_error(answer, 431, "request_header_fields_too_large")
+    assert str(MAX_HEAD_BYTES) in body["error"]["message"]
+    assert seconds < 1.0
+
+    many = b"".join(b"X-H%d: 1\r\n" % n for n in range(MAX_HEADERS + 1))
+    answer, _ = exchange(api, b"GET /healthz HTTP/1.1\r\nHost: a\r\n" + many + b"\r\n")
+    assert_json_error(answer, 431, "request_header_fields_too_large")
+
+    long_path = b"/healthz?" + b"q" * MAX_REQUEST_LINE_BYTES
+    answer, _ = exchange(api, b"GET " + long_path + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert_json_error(answer, 414, "uri_too_long")
+
+    # Just within every bound is served.
+    within = b"".join(b"X-H%d: %s\r\n" % (n, b"v" * 100) for n in range(MAX_HEADERS - 2))
+    answer, _ = exchange(api, b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n" + within + b"\r\n")
+    assert parsed(answer)[0] == 200
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"GET /healthz HTTP/9.9\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nBad Header: x\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: ten\r\n\r\n",
+        b"GET /heal\x00thz HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"POST /v1/customers/segments:batch HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+    ids=["request-line", "version", "header-name", "content-length", "nul-in-path", "chunk-size"],
+)
+def test_a_malformed_request_gets_the_json_error_shape(api: ApiProcess, request_bytes: bytes) -> None:
+    answer, _ = exchange(api, request_bytes)
+    assert_json_error(answer, 400, "bad_request")
+
+
+def test_slow_clients_are_let_go(api: ApiProcess, keys: Keys) -> None:
+    """20 connections sending a header a byte a second, one saying nothing, one sending a body a
+    byte a second: each is answered 408 and closed; other clients are served meanwhile."""
+    slow = [socket.create_connection(("127.0.0.1", api.port), timeout=30) for _ in range(20)]
+    silent = socket.create_connection(("127.0.0.1", api.port), timeout=30)
+    body_sender = socket.create_connection(("127.0.0.1", api.port), timeout=30)
+    body_sender.sendall(
+        b"POST /v1/customers/segments:batch HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+        + f"Authorization: Bearer {keys.reader}\r\nContent-Length: 100\r\n\r\n".encode()
+    )
+    started = time.monotonic()
+    closed_after: dict[int, float] = {}
+    answers: dict[int, bytes] = {}
+    trickle = b"GET /healthz HTTP/1.1\r\nX-Slow: " + b"a" * 1000
+    everyone = [*slow, silent, body_sender]
+    for sock in everyone:
+        sock.setblocking(False)
+    sent = 0
+    while len(closed_after) < len(everyone) and time.monotonic() - started < HEAD_SECONDS + LINGER_SECONDS + 10:
+        for sock in slow + [body_sender]:
+            if id(sock) not in closed_after:
+                try:
+                    sock.send(trickle[sent : sent + 1] if sock is not body_sender else b"{")
+                except OSError:
+                    pass
+        sent += 1
+        assert httpx.get(f"{api.base_url}/healthz", timeout=2).status_code == 200  # others are served
+        time.sleep(0.5)
+        for sock in everyone:
+            if id(sock) in closed_after:
+                continue
+            try:
+                chunk = sock.recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError:
+                chunk = b""
+            answers[id(sock)] = answers.get(id(sock), b"") + chunk
+            if not chunk:
+                closed_after[id(sock)] = time.monotonic() - started
+    for sock in everyone:
+        sock.close()
+    assert len(closed_after) == len(everyone), f"{len(everyone) - len(closed_after)} slow connections still open"
+    assert max(closed_after.values()) < HEAD_SECONDS + LINGER_SECONDS + 2
+    for sock in slow + [silent]:
+        assert_json_error(answers[id(sock)], 408, "request_timeout")
+    body = assert_json_error(answers[id(body_sender)], 408, "request_timeout")
+    assert "body" in body["error"]["message"]
+
+
+def test_memory_stays_flat_under_unfinished_headers(api: ApiProcess) -> None:
+    """10 clients each try to send 60 MiB of a header they never finish (the worker grew by 540 MB)."""
+    before = rss_bytes(api.pid)
+    peak = before
+
+    def attack() -> None:
+        chunk = b"GET /healthz HTTP/1.1\r\nX-Endless: " + b"a" * (1024 * 1024)
+        total = 0
+        with socket.create_connection(("127.0.0.1", api.port), timeout=10) as sock:
+            try:
+                while total < 60 * 1024 * 1024:
+                    sock.sendall(chunk)
+                    total += len(chunk)
+                    chunk = b"a" * (1024 * 1024)
+            except OSError:
+                pass  # refused and closed: the point
+
+    attackers = [threading.Thread(target=attack) for _ in range(10)]
+    started = time.monotonic()
+    for thread in attackers:
+        thread.start()
+    while any(t.is_alive() for t in attackers):
+        peak = max(peak, rss_bytes(api.pid))
+        time.sleep(0.02)
+    growth = peak - before
+    record(
+        FaultRow(
+            fault="10 clients each sending 60 MiB of a header never finished",
+            behaviour=f"refused with 431 past {MAX_HEAD_BYTES // 1024} KiB, the rest read and dropped for at most "
+            f"{LINGER_SECONDS:g} s, then closed; worker memory +{growth / 2**20:.0f} MB at peak",
+            answers_served=0,
+            wrong_answers=0,
+            recovery=f"{time.monotonic() - started:.1f} s until every attacker was let go",
+            test="test_hostile_clients.py::test_memory_stays_flat_under_unfinished_headers",
+        )
+    )
+    assert growth < 40 * 2**20, f"the worker grew by {growth / 2**20:.0f} MB"
+    assert httpx.get(f"{api.base_url}/healthz", timeout=2).status_code == 200
