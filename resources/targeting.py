@@ -10,13 +10,38 @@ To add an attribute (it must be a column of the lake's stores table): a field he
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 from datetime import datetime
+from functools import partial
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model
 
 from resources.names import EntityId
+
+# Text people type for others to read (names, descriptions, labels, targeting values) shows what it
+# holds: no bidirectional controls (text that reads otherwise than it sorts and compares), no
+# zero-width or other format characters (two names that look alike but differ), no control
+# characters or line separators (one line stays one line).
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def shown_as_written(value: str, keep: str = "") -> str:
+    """`value`, or a ValueError naming its first hidden character (position counted from 0);
+    `keep` lists the control characters a field allows."""
+    for position, character in enumerate(value):
+        if unicodedata.category(character) in _HIDDEN_CATEGORIES and character not in keep:
+            raise ValueError(
+                f"contains an invisible, bidirectional or control character (U+{ord(character):04X}) at position {position}"
+            )
+    return value
+
+
+# Annotated metadata, placed after any StringConstraints so that stripped whitespace is not refused.
+# On what clients write only: stored text may predate the rule, and reads never re-validate.
+VisibleLine = AfterValidator(shown_as_written)
+VisibleLines = AfterValidator(partial(shown_as_written, keep="\t\n\r"))  # line breaks and tabs are layout
 
 # A filter value: one line of text, bounded; ids and countries in their own forms.
 FilterText = Annotated[str, StringConstraints(max_length=128, pattern=r"^[^\x00-\x1f\x7f]*$")]

@@ -21,13 +21,12 @@ from api.errors import (
 )
 from resources.config_store.segments import LabelKey, LabelValue
 from resources.names import ID_PATTERN
-from resources.targeting import InvalidLabelFilter, parse_labels
+from resources.targeting import InvalidLabelFilter, parse_labels, shown_as_written
 from segmentation_assets.core.segment_types import SEGMENT_TYPES
 
 # `3`, `"3"` and `W/"3"` all name version 3; the version is the whole entity tag.
 _IF_MATCH = re.compile(r'(?:W/)?("?)([1-9][0-9]{0,8})\1')
 _CURSOR_PREFIX = "after:"
-_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 _label_key = TypeAdapter(LabelKey)
 _label_value = TypeAdapter(LabelValue)
 
@@ -52,11 +51,14 @@ def validated_params(segment_type_name: str, params: dict[str, Any]) -> tuple[di
     require_storable(params=stored)
     targeting = parsed.targeting()
     # The list filter refuses control characters, so a segment holding one could never be found by
-    # it; and narrowing scopes join values with one. Checked on what clients send, not in the
-    # params model: the job validates stored params with it and must not fail on older segments.
+    # it; narrowing scopes join values with one; and readers see these values. Checked on what
+    # clients send, not in the params model: the job validates stored params with it and must not
+    # fail on older segments.
     for name, value in targeting.items():
-        if value is not None and _CONTROL_CHARACTER.search(value):
-            raise invalid_field(f"params.{name}", "must not contain control characters")
+        try:
+            shown_as_written(value or "")
+        except ValueError as error:
+            raise invalid_field(f"params.{name}", str(error)) from error
     return stored, targeting
 
 

@@ -10,13 +10,11 @@ from resources.config_store.segments import AuditEntry, Labels, SegmentStatus
 from resources.config_store.segments import (
     Segment as SegmentPublic,  # the stored segment is the public shape
 )
-from resources.targeting import FilterValues, TargetingFilters
+from resources.targeting import FilterValues, TargetingFilters, VisibleLine, VisibleLines
 
-# One line of printable text; a description may span lines. PostgreSQL text holds no NUL either way.
-SegmentName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")
-]
-Description = Annotated[str, StringConstraints(max_length=2000, pattern=r"^[^\x00]*$")]
+# One line of visible text; a description may span lines.
+SegmentName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), VisibleLine]
+Description = Annotated[str, StringConstraints(max_length=2000), VisibleLines]
 WritableStatus = Literal["active", "paused"]
 
 

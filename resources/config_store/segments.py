@@ -16,13 +16,15 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from resources.config_store.models import SegmentAuditRow, SegmentRow
-from resources.targeting import TARGETING_ATTRIBUTES, TargetingAttributes
+from resources.targeting import TARGETING_ATTRIBUTES, TargetingAttributes, VisibleLine
 
 SegmentStatus = Literal["active", "paused", "archived"]
 AuditAction = Literal["create", "update", "archive"]
 LabelKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
+# Any label value ever stored, so what label filters take; a new one must also be visible, but one
+# stored before that rule is still found by a filter.
 LabelValue = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]*$")]
-Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=32)]
+Labels = Annotated[dict[LabelKey, Annotated[LabelValue, VisibleLine]], Field(max_length=32)]
 
 # What an update may set; `segment_type` is fixed at creation.
 CHANGEABLE_FIELDS = frozenset({"name", "description", "params", "labels", "status", *TARGETING_ATTRIBUTES})

@@ -525,6 +525,11 @@ BAD_CREATES = [
     ({"name": "x" * 201}, "name"),
     ({"name": "a\x00b"}, "name"),
     ({"description": "a\x00b"}, "description"),
+    ({"name": "Promo \u202eslaed"}, "name"),  # a bidi override: reads "Promo deals"
+    ({"name": "Promo\u200b"}, "name"),
+    ({"description": "line\nline \u2066x"}, "description"),
+    ({"labels": {"team": "growth\ufeff"}}, "labels.team"),
+    ({"params": {"max_days_since_signup": 3, "city": "Mad\u200drid"}}, "params.city"),
     ({"status": "archived"}, "status"),
     ({"colour": "red"}, "colour"),
 ]
@@ -797,3 +802,34 @@ def test_a_delete_character_in_a_targeting_param_is_a_422_not_a_500(client: Test
     body = {"name": "toys", "segment_type": "frequent_buyers", "params": {"min_orders": 1, "lookback_days": 7, "category": "Toys\x7f"}}
     response = client.post("/v1/segments", json=body, headers=keys.as_admin)
     assert_error(response, 422, "invalid_input", "params.category")
+
+
+def test_a_name_with_a_bidi_override_is_422_naming_name_and_the_character_and_nothing_is_stored(
+    client: TestClient, keys: Keys, settings: Settings
+) -> None:
+    name = f"Promo {uuid.uuid4().hex[:8]} \u202eslaed"
+    response = client.post("/v1/segments", json={**NEW_CUSTOMERS, "name": name}, headers=keys.as_admin)
+    error = assert_error(response, 422, "invalid_input", "name")
+    assert "U+202E" in error["details"][0]["message"] and "position 15" in error["details"][0]["message"], error
+    engine = create_engine(settings.database_url)
+    with engine.connect() as connection:
+        stored = connection.execute(text("SELECT count(*) FROM segments WHERE name = :name"), {"name": name}).scalar()
+    engine.dispose()
+    assert stored == 0
+
+
+def test_a_segment_named_before_the_visible_text_rule_is_still_read_listed_and_changed(
+    client: TestClient, keys: Keys, segments: SegmentRepository
+) -> None:
+    era = f"before\u200b{uuid.uuid4().hex[:8]}"
+    stored = segments.create(
+        name="older \u202eredlo", segment_type="new_customers", params={"max_days_since_signup": 3, "max_orders": 0},
+        targeting={"store_id": None, "category": None, "city": None, "country": None},
+        labels={"era": era}, description="\u2066x", status="active", actor="an older release",
+    )
+    read = client.get(f"/v1/segments/{stored.id}", headers=keys.as_admin)
+    assert read.status_code == 200 and read.json()["name"] == "older \u202eredlo"
+    assert [s["id"] for s in list_all(client, keys, label=f"era:{era}")] == [stored.id]
+    paused = patch(client, keys, stored.id, {"status": "paused"}, "1")  # a change that leaves the name alone
+    assert paused.status_code == 200 and paused.json()["name"] == "older \u202eredlo", paused.text
+    assert client.delete(f"/v1/segments/{stored.id}", headers=keys.as_admin).status_code == 204
