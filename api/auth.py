@@ -10,18 +10,25 @@ from fastapi import Depends, Request, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.errors import Forbidden, Unauthorized, UnsupportedMediaType
+from api.errors import Forbidden, TooManyRequests, Unauthorized, UnsupportedMediaType
+from api.key_cache import TooManyFailedChecks
 from api.state import AppState, State
 from resources.config_store.api_keys import ApiKey
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from `segmentation api-keys create`.")
 
 
-async def authenticate(state: AppState, token: str | None) -> ApiKey:
-    """The key of a bearer token, or 401. Routes take it as `ReadKey`/`AdminKey`; the hottest one calls it."""
+async def authenticate(state: AppState, request: Request) -> ApiKey:
+    """The key of the request's bearer token, or 401 (429 for a client that failed too many checks).
+    Routes take it as `ReadKey`/`AdminKey`; the hottest one calls it."""
+    token = bearer_token(request.headers.get("authorization"))
     if not token:
         raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'", headers={"WWW-Authenticate": "Bearer"})
-    key = await state.api_keys.authenticate(token)
+    try:
+        # The peer's address: behind a proxy, the proxy's (headers naming a client are the client's to forge).
+        key = await state.api_keys.authenticate(token, request.client.host if request.client else "")
+    except TooManyFailedChecks as error:
+        raise TooManyRequests(str(error), headers={"Retry-After": str(error.retry_after_seconds)}) from None
     if key is None:
         raise Unauthorized("unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"})
     state.api_keys.usage.seen(key)
@@ -40,7 +47,7 @@ async def _caller(
     request: Request, state: State, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> ApiKey:
     # `_bearer` only documents the scheme in OpenAPI; its parsing changed across FastAPI versions.
-    return await authenticate(state, bearer_token(request.headers.get("authorization")))
+    return await authenticate(state, request)
 
 
 def require_admin(key: ApiKey) -> ApiKey:
@@ -96,7 +103,7 @@ def key_checked_first(*, admin: bool) -> type[APIRoute]:
                 return handler  # nothing to check first, and no call added on the way
 
             async def checked_first(request: Request) -> Response:
-                key = await authenticate(request.app.state.segmentation, bearer_token(request.headers.get("authorization")))
+                key = await authenticate(request.app.state.segmentation, request)
                 if admin:
                     require_admin(key)
                 await require_json_body(request)

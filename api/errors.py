@@ -70,6 +70,11 @@ class PreconditionRequired(ApiError):
     code = "precondition_required"
 
 
+class TooManyRequests(ApiError):
+    status_code = 429
+    code = "too_many_requests"
+
+
 class InvalidInput(ApiError):
     status_code = 422
     code = "invalid_input"

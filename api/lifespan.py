@@ -18,6 +18,7 @@ from api.state import AppState
 from resources.config_store.api_keys import ApiKeyRepository
 from resources.config_store.database import engine_for, session_factory
 from resources.config_store.guard import ConfigStoreGuard
+from resources.config_store.revocations import listen_for_revocations
 from resources.config_store.segments import SegmentRepository
 from resources.serving.cache import GenerationFile, LookupCache
 from resources.serving.export import SegmentExport
@@ -82,7 +83,9 @@ def open_state(settings: Settings) -> tuple[AppState, AsyncElasticsearch, list[a
         settings=settings,
         segments=SegmentRepository(sessions),
         config_store=config_store,
-        api_keys=ApiKeyCache(ApiKeyRepository(sessions), config_store=config_store),
+        api_keys=ApiKeyCache(
+            ApiKeyRepository(sessions), config_store=config_store, accept_legacy=settings.api_accept_legacy_keys
+        ),
         lookups=SegmentLookups(reader, cache, near_entries=settings.lookup_near_cache_entries),
         export=SegmentExport(reader, settings.api_export_budget_seconds),
         readiness=Readiness(
@@ -104,6 +107,9 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
             asyncio.create_task(_refresh_archived(state)),
             asyncio.create_task(_record_key_usage(state)),
             asyncio.create_task(keep_served_state(es, settings.index_prefix, reconciler=reconciler, failing=failing)),
+            asyncio.create_task(
+                listen_for_revocations(settings.coordination_redis_url, settings.index_prefix, state.api_keys.revoked)
+            ),
         ]
         # The ~180,000 objects made by imports and startup live as long as the process: out of the
         # collector's sight, a full collection walks only what requests leave behind. Without

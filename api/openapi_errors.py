@@ -34,6 +34,7 @@ LOOKUP_ERRORS: dict[int | str, dict[str, Any]] = {
     401: _error("Missing, unknown or revoked API key (`WWW-Authenticate: Bearer`)."),
     413: _error("The request body is over the limit: 64 KiB on /v1/segments…, 1 MiB elsewhere."),
     422: _error("Invalid input; `error.details` names each field (the first 10 problems, each cut at 200 characters)."),
+    429: _error("This client failed too many API key checks; `Retry-After` says when to try again."),
     "4XX": _error("Any other client error, in the same shape."),
     503: _error("A dependency is unavailable (Elasticsearch for lookups, PostgreSQL for config management); retry."),
 }

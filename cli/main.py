@@ -112,13 +112,23 @@ def api_keys_create(
 
 @keys_app.command("revoke")
 def api_keys_revoke(name: Annotated[str, typer.Option(help="The key's name.")]) -> None:
-    """Revoke a key: the API refuses it within seconds; its name stays taken."""
+    """Revoke a key: every API process refuses it within a second; its name stays taken."""
+    from redis import RedisError
+
+    from api.key_cache import API_KEY_CACHE_SECONDS
     from resources.config_store.api_keys import ApiKeyRepository
+    from resources.config_store.revocations import announce_revocation
 
     if not ApiKeyRepository(_config_sessions()).revoke(name):
         typer.echo(f"no active key named {name!r}", err=True)
         raise typer.Exit(1)
-    typer.echo(f"revoked {name}")
+    settings = get_settings()
+    try:
+        heard = announce_revocation(settings.coordination_redis_url, settings.index_prefix, name)
+    except RedisError as error:
+        typer.echo(f"revoked {name}; the notice to the API failed ({error}): it refuses the key within {API_KEY_CACHE_SECONDS:.0f} s")
+        return
+    typer.echo(f"revoked {name}; {heard} API processes were told")
 
 
 @keys_app.command("list")

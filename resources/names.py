@@ -45,6 +45,11 @@ def ingestion_lock_key(prefix: str, segment_type: str) -> str:
     return f"{prefix}:ingestion-lock:{segment_type}"
 
 
+def key_revocations_channel(prefix: str) -> str:
+    """Redis pub/sub channel: the name of each API key revoked, for the API processes' key caches."""
+    return f"{prefix}:api-keys:revoked"
+
+
 class CacheKind(StrEnum):
     """What a lookup cache entry holds; also the `kind` label of the cache metrics. One letter
     each: the kind is in every key, and millions of keys pay for each byte."""

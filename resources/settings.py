@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     # within this long after them, or gets 408 (api/http_limits.py).
     api_head_read_seconds: float = Field(default=10.0, gt=0, le=300)
     api_body_read_seconds: float = Field(default=30.0, gt=0, le=600)
+    # API keys issued before tokens carried a checksum; false refuses them without a query.
+    api_accept_legacy_keys: bool = True
 
     # Archived segments leave lookups within 60 s; each API process re-reads them this often.
     archived_refresh_seconds: float = Field(default=10.0, gt=0, le=50)

@@ -1,4 +1,8 @@
-"""API keys: high-entropy tokens shown once; only their SHA-256 is stored."""
+"""API keys: high-entropy tokens shown once; only their SHA-256 is stored.
+
+A token ends with a checksum of the rest, as GitHub's do, so that the API refuses a forged or
+mistyped token without asking PostgreSQL. Tokens issued before checksums (`sgk_` and 43
+characters) stay valid; `SEGMENTATION_API_ACCEPT_LEGACY_KEYS=false` refuses them once rotated."""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ import hashlib
 import hmac
 import re
 import secrets
+import string
 import threading
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Literal
@@ -19,6 +25,10 @@ from resources.config_store.models import ApiKeyRow
 
 Scope = Literal["read", "admin"]
 TOKEN_PREFIX = "sgk_"
+_CHECKSUM_ALPHABET = string.digits + string.ascii_letters
+_CHECKSUM_CHARACTERS = 6  # 62**6 > 2**32: every CRC-32 fits
+_TOKEN = re.compile(r"sgk_[A-Za-z0-9_-]{43}[0-9A-Za-z]{6}")
+_LEGACY_TOKEN = re.compile(r"sgk_[A-Za-z0-9_-]{43}")
 # The name is the actor in the audit log, so it is plain: like an id, at most 200 characters.
 KEY_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}$")
 
@@ -37,6 +47,27 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _checksum(body: str) -> str:
+    value, digits = zlib.crc32(body.encode()), []
+    for _ in range(_CHECKSUM_CHARACTERS):
+        value, digit = divmod(value, len(_CHECKSUM_ALPHABET))
+        digits.append(_CHECKSUM_ALPHABET[digit])
+    return "".join(digits)
+
+
+def new_token() -> str:
+    body = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    return body + _checksum(body)
+
+
+def is_well_formed(token: str, *, accept_legacy: bool = True) -> bool:
+    """Whether this platform could have issued the token: its shape, and its checksum. Not a
+    secret check (anyone can compute a CRC): it only spares PostgreSQL random and mistyped tokens."""
+    if _TOKEN.fullmatch(token):
+        return token[-_CHECKSUM_CHARACTERS:] == _checksum(token[:-_CHECKSUM_CHARACTERS])
+    return accept_legacy and _LEGACY_TOKEN.fullmatch(token) is not None
+
+
 class ApiKeyRepository:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
@@ -50,7 +81,7 @@ class ApiKeyRepository:
             raise ValueError(f"invalid key name {name!r}: letters, digits and '_.:@-', at most 200 characters")
         if scope not in ("read", "admin"):
             raise ValueError(f"invalid scope {scope!r}: 'read' or 'admin'")
-        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        token = new_token()
         try:
             with self._sessions.begin() as session:
                 session.add(ApiKeyRow(name=name, scope=scope, key_hash=hash_token(token)))

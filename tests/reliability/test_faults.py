@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from resources.config_store.api_keys import new_token
 from resources.config_store.database import CONNECT_TIMEOUT_SECONDS
 from resources.serving.lookups import WARM_SECONDS
 from resources.settings import Settings
@@ -346,7 +347,7 @@ def test_postgresql_down_lookups_go_on_and_config_management_answers_503(world: 
                 response = admin.request(method, path, json=segment if method == "POST" else None)
                 answers.setdefault(call, []).append((response.status_code, time.monotonic() - started))
                 assert response.status_code in (503, 200) and (response.status_code == 200) == (call == "GET /v1/segment-types")
-            unknown = httpx.get(f"{api.base_url}/v1/customers/c0001/segments", headers={"Authorization": "Bearer sgk_unseen"}, timeout=30)
+            unknown = httpx.get(f"{api.base_url}/v1/customers/c0001/segments", headers={"Authorization": f"Bearer {new_token()}"}, timeout=30)
             assert unknown.status_code == 503  # cannot tell an unknown key from a valid one: not a 401
             ready = httpx.get(f"{api.base_url}/readyz", timeout=10).json()
             assert ready["checks"]["postgresql"] != "ok" and ready["checks"]["elasticsearch"] == "ok"

@@ -1,13 +1,20 @@
 """A hostile client cannot hurt anyone else (issue 22): bounded request heads and read timeouts
-at the edge (api/http_limits.py), the server's own refusals in the API's JSON shape.
+at the edge (api/http_limits.py), the server's own refusals in the API's JSON shape, forged keys
+and readiness probes that cost others nothing, and revocation on every worker within a second.
 
-Each test talks raw TCP to a real `segmentation api` process, one worker, as an attacker would.
+Each test talks to a real `segmentation api` process as an attacker would: raw TCP, or a flood
+from a process of its own (tests/reliability/flood.py).
 """
 
 from __future__ import annotations
 
+import http.client
+import os
 import json
+import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,9 +24,10 @@ import httpx
 import pytest
 
 from api.http_limits import LINGER_SECONDS, MAX_HEAD_BYTES, MAX_HEADERS, MAX_REQUEST_LINE_BYTES
-from resources.settings import Settings
+from resources.settings import PROJECT_ROOT, Settings
 from tests.integration.test_config_api import Keys
-from tests.reliability.platform import make_keys
+from tests.reliability.platform import make_keys, publish_calculation
+from tests.reliability.sustained_load import settings_environment
 from tests.reliability.run_report import FaultRow, record
 from tests.reliability.sustained_load import ApiProcess
 
@@ -29,8 +37,12 @@ HEAD_SECONDS = 2.0  # 10 s by default; shorter here to keep the suite short
 BODY_SECONDS = 2.0
 
 
+MEMBERS = {"seg-hostile": [f"c{n:04d}" for n in range(20)]}
+
+
 @pytest.fixture(scope="module")
 def api(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiProcess]:
+    publish_calculation(settings, "2026-11-20", MEMBERS)
     limited = settings.model_copy(update={"api_head_read_seconds": HEAD_SECONDS, "api_body_read_seconds": BODY_SECONDS})
     server = ApiProcess(limited, workers=1, log_file=tmp_path_factory.mktemp("hostile") / "api.log")
     yield server
@@ -201,3 +213,102 @@ def test_memory_stays_flat_under_unfinished_headers(api: ApiProcess) -> None:
     )
     assert growth < 40 * 2**20, f"the worker grew by {growth / 2**20:.0f} MB"
     assert httpx.get(f"{api.base_url}/healthz", timeout=2).status_code == 200
+
+
+def lookup_latencies(api: ApiProcess, keys: Keys, seconds: float, clients: int = 2) -> list[float]:
+    """Cached lookups, one after the other on a keep-alive connection per client, for `seconds`."""
+    latencies: list[float] = []
+
+    def client() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", api.port, timeout=10)
+        ends = time.monotonic() + seconds
+        n = 0
+        while time.monotonic() < ends:
+            customer = MEMBERS["seg-hostile"][n % len(MEMBERS["seg-hostile"])]
+            n += 1
+            started = time.perf_counter()
+            connection.request("GET", f"/v1/customers/{customer}/segments", headers=keys.as_reader)
+            response = connection.getresponse()
+            body = response.read()
+            latencies.append(time.perf_counter() - started)
+            assert response.status == 200 and b"seg-hostile" in body, (response.status, body[:200])
+            time.sleep(0.002)  # a steady client, not a load generator
+        connection.close()
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return latencies
+
+
+def p99(latencies: list[float]) -> float:
+    ordered = sorted(latencies)
+    return ordered[int(len(ordered) * 0.99) - 1]
+
+
+def test_forged_keys_and_readiness_probes_cost_other_clients_little(api: ApiProcess, keys: Keys) -> None:
+    """The probe's flood: 254 random bearer tokens and 129 `/readyz` a second (other clients'
+    p99 went from 7.5 ms to 366 ms, and to 1,154 ms under the probes)."""
+    lookup_latencies(api, keys, 1.0)  # warm: the near cache holds every customer asked
+    quiet = lookup_latencies(api, keys, 6.0)
+    flood = subprocess.Popen(
+        [sys.executable, "-m", "tests.reliability.flood", "--port", str(api.port), "--seconds", "8"],
+        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True,
+    )
+    time.sleep(1.0)  # the flood at its pace; the forged tokens past their budget
+    flooded = lookup_latencies(api, keys, 6.0)
+    statuses = json.loads(flood.communicate(timeout=60)[0])
+    quiet_p99, flooded_p99 = p99(quiet), p99(flooded)
+    record(
+        FaultRow(
+            fault="254 forged bearer tokens and 129 /readyz a second from one client",
+            behaviour=f"forged: {statuses['forged']}, /readyz: {statuses['readyz']}; other clients' cached lookups "
+            f"p99 {flooded_p99 * 1000:.1f} ms against {quiet_p99 * 1000:.1f} ms without the flood",
+            answers_served=len(flooded),
+            wrong_answers=0,
+            recovery="none needed",
+            test="test_hostile_clients.py::test_forged_keys_and_readiness_probes_cost_other_clients_little",
+        )
+    )
+    forged = statuses["forged"]
+    assert sum(forged.values()) > 1500 and set(forged) <= {"401", "429"}, forged
+    assert statuses["readyz"].get("200", 0) > 800, statuses["readyz"]
+    assert flooded_p99 <= 2 * quiet_p99, f"p99 {flooded_p99 * 1000:.1f} ms under the flood, {quiet_p99 * 1000:.1f} ms without"
+
+
+def test_a_revoked_key_is_refused_by_every_worker_within_a_second(settings: Settings, tmp_path: Path) -> None:
+    name = f"hostile-revoked-{time.monotonic_ns()}"
+    token = make_keys(settings, name).reader
+    server = ApiProcess(settings, workers=2, log_file=tmp_path / "api.log")
+    try:
+        # Connections are spread over the workers by the kernel: 16 of them reach both.
+        connections = [http.client.HTTPConnection("127.0.0.1", server.port, timeout=10) for _ in range(16)]
+
+        def statuses() -> set[int]:
+            seen = set()
+            for connection in connections:
+                connection.request("GET", "/v1/customers/c0001/segments", headers={"Authorization": f"Bearer {token}"})
+                response = connection.getresponse()
+                response.read()
+                seen.add(response.status)
+            return seen
+
+        deadline = time.monotonic() + 30
+        while statuses() != {200}:  # both workers up, both holding the key's verdict
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        revoke = subprocess.run(
+            [sys.executable, "-m", "cli.main", "api-keys", "revoke", "--name", f"{name}-reader"],
+            cwd=PROJECT_ROOT, env={**os.environ, **settings_environment(settings)}, capture_output=True, text=True, timeout=60,
+        )
+        revoked_at = time.monotonic()
+        assert revoke.returncode == 0, revoke.stderr
+        told = re.search(r"(\d+) API processes were told", revoke.stdout)
+        assert told and int(told.group(1)) >= 2, revoke.stdout  # both workers (and any other API on this prefix)
+        while statuses() != {401}:
+            assert time.monotonic() - revoked_at < 1.0, "a worker still accepts the revoked key"
+            time.sleep(0.02)
+    finally:
+        server.stop()
