@@ -44,7 +44,7 @@ class HttpLimits:
 
 
 class _Refused(Exception):
-    """Raised from a parser callback; the parser stops and reports it as its own error."""
+    """Raised from a parser callback: the parser stops and reports it as its own error."""
 
 
 class LimitedHttpProtocol(HttpToolsProtocol):
@@ -54,8 +54,6 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._reading_head = True  # from a message's first byte (or the connection's opening) to its headers' end
         self._reading_body = False
         self._head_bytes = 0  # whole reads that ended inside the head; the parser buffers them
-        self._header_count = 0
-        self._header_bytes = 0  # exact, counted by the parser's callbacks
         self._refusal: tuple[int, str, str] | None = None
         self._lingering = False
         self._timer: asyncio.TimerHandle | None = None
@@ -84,34 +82,28 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         elif self._reading_body and self._timer is None:
             self._arm(self.limits.body_seconds)
 
-    # The parser's callbacks, each counting what it was handed before uvicorn keeps it.
+    # The parser's callbacks. A head that arrives within one read is measured whole once it is
+    # complete (one call rather than one per header, on every request); one spread over reads is
+    # bounded read by read in `data_received`, before the parser has buffered much of it.
     def on_message_begin(self) -> None:
         self._reading_head = True
-        self._head_bytes = self._header_count = self._header_bytes = 0
+        self._head_bytes = 0
         super().on_message_begin()
-
-    def on_url(self, url: bytes) -> None:
-        self._header_bytes += len(url)
-        if self._header_bytes > self.limits.max_request_line_bytes:
-            self._refusal = (414, "uri_too_long", f"the request line is longer than {self.limits.max_request_line_bytes} bytes")
-            raise _Refused
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        self._header_bytes += len(name) + len(value) + 4  # ": " and CRLF
-        if self._header_count > self.limits.max_headers:
-            self._refusal = (431, "request_header_fields_too_large", f"a request may carry at most {self.limits.max_headers} headers")
-            raise _Refused
-        if self._header_bytes > self.limits.max_head_bytes:
-            self._refusal = (431, "request_header_fields_too_large", self._head_too_large())
-            raise _Refused
-        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
         self._reading_body = True
         self._disarm()
+        if len(self.url) > self.limits.max_request_line_bytes:
+            self._refusal = (414, "uri_too_long", f"the request line is longer than {self.limits.max_request_line_bytes} bytes")
+            raise _Refused  # the parser stops and reports it as its error: `send_400_response` answers
+        if len(self.headers) > self.limits.max_headers:
+            self._refusal = (431, "request_header_fields_too_large", f"a request may carry at most {self.limits.max_headers} headers")
+            raise _Refused
+        # ": " and CRLF per header
+        if len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers) > self.limits.max_head_bytes:
+            self._refusal = (431, "request_header_fields_too_large", self._head_too_large())
+            raise _Refused
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:

@@ -344,6 +344,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--seconds", type=int, help="length of each measured run")
     parser.add_argument("--warmup", type=int, default=20, help="seconds of unmeasured load before the cases that search")
+    parser.add_argument("--edge-baseline", action="store_true",
+                        help="also measure (a) and (b)'s peaks on a second server without the edge limits (api/http_limits.py)")
     parser.add_argument("--cases", nargs="+", choices=list(LUA_CASES), default=list(LUA_CASES),
                         help="measure only these cases (the (b)/(a) ratio needs both bare and hit)")
     args = parser.parse_args()
@@ -361,6 +363,7 @@ def main() -> int:
     coordination = redis.Redis.from_url(base.coordination_redis_url)  # the generation counter's
     admin_engine = create_engine(base.database_url)
     server: subprocess.Popen[bytes] | None = None
+    plain_server: subprocess.Popen[bytes] | None = None
     try:
         with admin_engine.begin() as connection:
             connection.execute(text(f'CREATE SCHEMA "{schema}"'))
@@ -390,6 +393,21 @@ def main() -> int:
             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(workdir / "server.log", "wb"),
         )
         wait_until_up(url)
+        plain_url = None
+        if args.edge_baseline:  # the same server and app on uvicorn's own httptools protocol
+            plain_port = free_port()
+            plain_url = f"http://127.0.0.1:{plain_port}"
+            # `segmentation api` itself (its metrics set-up included), its server told to go without.
+            launch = (
+                "import functools, sys; import cli.api_server as server; from cli.main import app; "
+                "server.serve = functools.partial(server.serve, edge_limits=False); "
+                f"sys.argv = ['segmentation', 'api', '--port', '{plain_port}', '--workers', '{args.workers}']; app()"
+            )
+            plain_server = subprocess.Popen(
+                [str(ROOT / ".venv/bin/python"), "-c", launch],
+                env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(workdir / "plain_server.log", "wb"),
+            )
+            wait_until_up(plain_url)
 
         warmed = 0
 
@@ -420,7 +438,7 @@ def main() -> int:
             """Redis operations that failed or were skipped (breaker open)."""
             return metric_total("segmentation_cache_errors_total")
 
-        def measure(case: str, connections: int, delay_ms: int, run_seconds: int) -> Measure:
+        def measure(case: str, connections: int, delay_ms: int, run_seconds: int, at: str | None = None) -> Measure:
             nonlocal warmed
             if case in ("miss", "batch100"):
                 forget_cached_lookups()
@@ -430,7 +448,7 @@ def main() -> int:
             if case == "hit_redis":
                 warm(10 * WARM_CUSTOMERS)
             errors_before = cache_errors()
-            result = run_wrk(url, case, key=key, connections=connections, threads=args.threads, seconds=run_seconds,
+            result = run_wrk(at or url, case, key=key, connections=connections, threads=args.threads, seconds=run_seconds,
                              delay_ms=delay_ms, base=int(offsets.integers(0, customers)), stride=stride, customers=customers,
                              workdir=workdir)
             if (errors := cache_errors() - errors_before) > 0:
@@ -481,6 +499,7 @@ def main() -> int:
         # breaker then sheds load (quick 503s, not lookups).
         peak_connections = {"batch100": max(1, args.connections // 8)}
         results: dict[str, tuple[Measure, Measure]] = {}
+        plain: dict[str, tuple[list[Measure], list[Measure]]] = {}  # case -> peaks with and without the edge limits
         switched: tuple[Measure, AliasMove, float] | None = None
         for case in args.cases:
             if case == "switch":
@@ -495,6 +514,14 @@ def main() -> int:
                       f"{stale:.0f} cached entries read again for {SWITCHED_TYPE}", flush=True)
                 continue
             peak = measure(case, peak_connections.get(case, args.connections), 0, seconds)
+            if plain_url is not None and case in ("bare", "hit"):
+                if case == "hit":  # its own near cache, warmed
+                    for start in range(0, WARM_CUSTOMERS, 1000):
+                        post(plain_url, "/v1/customers/segments:batch", key, {"customer_ids": [customer(n) for n in range(start, start + 1000)]})
+                # Each server twice, in the order A B B A, so that drift over the minute falls on both.
+                without = [measure(case, args.connections, 0, seconds, at=plain_url) for _ in range(2)]
+                again = measure(case, args.connections, 0, seconds)
+                plain[case] = ([peak, again], without)
             # Half the peak rate: each connection waits `delay` ms after an answer before its next
             # request. A short trial run calibrates the wait, since the answer's own time counts too.
             target = peak.requests_per_second / 2
@@ -543,6 +570,13 @@ def main() -> int:
         if "hit" in results and "miss" in results:
             ratio = results["miss"][0].requests_per_second / results["hit"][0].requests_per_second
             print(f"(c)/(b) peak throughput: {ratio:.3f} (target >= 0.25)")
+        for case, (limited, unlimited) in plain.items():
+            with_limits = sum(m.requests_per_second for m in limited) / len(limited)
+            without = sum(m.requests_per_second for m in unlimited) / len(unlimited)
+            print(f"{labels[case]} peak with the edge limits / without (mean of 2 runs each, A B B A): "
+                  f"{with_limits:.0f} / {without:.0f} req/s = {with_limits / without:.3f} "
+                  f"(runs: {', '.join(f'{m.requests_per_second:.0f}' for m in limited)} / "
+                  f"{', '.join(f'{m.requests_per_second:.0f}' for m in unlimited)})")
         if switched is not None:
             result, move, stale = switched
             print(f"(e) {SWITCH_SECONDS} s at half of (b)'s peak, {SWITCHED_TYPE} switched 0.5 s in: "
@@ -551,12 +585,13 @@ def main() -> int:
                   f"{stale:.0f} cached entries read again for the type that switched")
         return 0
     finally:
-        if server is not None:
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
+        for running in (server, plain_server):
+            if running is not None:
+                running.terminate()
+                try:
+                    running.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    running.kill()
         es.options(ignore_status=404).indices.delete(index=f"{prefix}-*", expand_wildcards="all", allow_no_indices=True)
         unlink_matching(cache, f"{prefix}:*")
         coordination.delete(generation_key(prefix), served_indices_key(prefix))

@@ -70,14 +70,15 @@ class _Server(uvicorn.Server):
             self._ready.set()
 
 
-def _worker(host: str, port: int, reuse_port: bool, ready: Any = None) -> None:
+def _worker(host: str, port: int, reuse_port: bool, ready: Any = None, edge_limits: bool = True) -> None:
     settings = get_settings()
     limits = HttpLimits(head_seconds=settings.api_head_read_seconds, body_seconds=settings.api_body_read_seconds)
     config = uvicorn.Config(
         APP,
         factory=True,
         loop="uvloop",
-        http=functools.partial(LimitedHttpProtocol, limits=limits),  # httptools, with limits at the edge
+        # httptools, with limits at the edge; without them only as bench/bench_api.py's baseline
+        http=functools.partial(LimitedHttpProtocol, limits=limits) if edge_limits else "httptools",
         backlog=BACKLOG,
         access_log=False,
         log_config=None,  # uvicorn's own loggers go to the JSON lines of create_app's configure_logging
@@ -91,9 +92,9 @@ def _port_is_free(host: str, port: int) -> None:
     _listening_socket(host, port, reuse_port=False).close()
 
 
-def serve(host: str, port: int, workers: int) -> None:
+def serve(host: str, port: int, workers: int, *, edge_limits: bool = True) -> None:
     if workers == 1:
-        _worker(host, port, reuse_port=False)
+        _worker(host, port, reuse_port=False, edge_limits=edge_limits)
         return
     _port_is_free(host, port)
     context = multiprocessing.get_context("spawn")
@@ -102,7 +103,7 @@ def serve(host: str, port: int, workers: int) -> None:
 
     def start() -> Any:
         ready = context.Event()
-        process = context.Process(target=_worker, args=(host, port, True, ready), name="segmentation-api-worker")
+        process = context.Process(target=_worker, args=(host, port, True, ready, edge_limits), name="segmentation-api-worker")
         process.start()
         readiness[process.pid] = ready
         return process

@@ -7,7 +7,10 @@ request runs carries `request_id`; the answer carries it in `X-Request-ID`.
 
 One log line per request that failed (status >= 400) or was slow: successful requests are
 counted and timed in Prometheus (`api/middleware/request_metrics.py`) rather than logged, which would cost
-more than the lookup itself. `SEGMENTATION_LOG_LEVEL=DEBUG` logs every request.
+more than the lookup itself. `SEGMENTATION_LOG_LEVEL=DEBUG` logs every request. Client errors
+(4xx) are logged up to 20 a second per process, then counted in one line a second: a client can
+cause any number of them (254 forged keys a second), and their lines alone doubled other clients'
+p99. Prometheus counts every one.
 An exception no handler caught is logged with its traceback and answered in the API's error
 shape (500) before it goes on to the server, which logs it as well.
 """
@@ -28,6 +31,7 @@ REQUEST_ID_HEADER = "X-Request-ID"
 # What a caller may choose as id: short, printable, nothing a log viewer would misread.
 _CALLER_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 SLOW_REQUEST_SECONDS = 1.0
+CLIENT_ERROR_LINES_PER_SECOND = 20
 
 log = structlog.get_logger("api.request")
 _request_logger = logging.getLogger("api.request")
@@ -43,9 +47,32 @@ def request_id_of(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
+class LinesPerSecond:
+    """At most `limit` lines in each second; `take` says whether one more may be written, and how
+    many were held back in the second that just ended (to be said once)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._second = 0
+        self._written = 0
+        self._held_back = 0
+
+    def take(self) -> tuple[bool, int]:
+        second = int(time.monotonic())
+        held_back = 0
+        if second != self._second:
+            held_back, self._second, self._written, self._held_back = self._held_back, second, 0, 0
+        if self._written < self.limit:
+            self._written += 1
+            return True, held_back
+        self._held_back += 1
+        return False, held_back
+
+
 class RequestContext:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._client_error_lines = LinesPerSecond(CLIENT_ERROR_LINES_PER_SECOND)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -82,7 +109,13 @@ class RequestContext:
             seconds = time.perf_counter() - started
             if status is not None and status >= 500:
                 log.error("request", **_request_fields(scope, status, started))
-            elif (status is not None and status >= 400) or seconds >= SLOW_REQUEST_SECONDS:
+            elif status is not None and status >= 400:
+                write, held_back = self._client_error_lines.take()
+                if held_back:
+                    log.info("client errors not logged", count=held_back, limit_per_second=CLIENT_ERROR_LINES_PER_SECOND)
+                if write:
+                    log.info("request", **_request_fields(scope, status, started))
+            elif seconds >= SLOW_REQUEST_SECONDS:
                 log.info("request", **_request_fields(scope, status, started))
             elif _request_logger.isEnabledFor(logging.DEBUG):  # checked first: the hot path logs nothing
                 log.debug("request", **_request_fields(scope, status, started))
