@@ -12,6 +12,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from api.middleware.request_context import CLIENT_ERROR_LINES_PER_SECOND
 from resources.json_logs import configure_logging, redact
 from resources.settings import PROJECT_ROOT, Settings
 
@@ -150,3 +152,19 @@ def test_the_cli_logs_json_lines_on_stderr_and_keeps_stdout_for_its_answer(setti
     lines = [json.loads(line) for line in done.stderr.splitlines()]
     assert lines and all({"timestamp", "level", "logger", "event"} <= set(line) for line in lines)
     assert any(line["logger"].startswith("alembic") for line in lines)
+
+
+def test_client_errors_are_logged_up_to_a_rate_then_counted(api: TestClient, log_lines: io.StringIO) -> None:
+    """A client can cause any number of 4xx (forged keys, bad ids): past the rate, one line counts them."""
+    started = time.monotonic()
+    asked = CLIENT_ERROR_LINES_PER_SECOND * 5
+    for _ in range(asked):
+        assert api.get("/v1/customers/c1/segments", headers={"Authorization": "Bearer not-a-key"}).status_code == 401
+    seconds = int(time.monotonic()) - int(started) + 1  # the seconds the requests fell in
+    time.sleep(1.0)
+    api.get("/v1/customers/c1/segments")  # a 4xx in a new second: says what the last one held back
+    lines = lines_of(log_lines)
+    logged = [line for line in lines if line["event"] == "request" and line["status"] == 401]
+    held_back = sum(line["count"] for line in lines if line["event"] == "client errors not logged")
+    assert len(logged) <= CLIENT_ERROR_LINES_PER_SECOND * (seconds + 1)
+    assert len(logged) + held_back == asked + 1  # every one either logged or counted
