@@ -193,6 +193,18 @@ def rollback(
         typer.echo(f"warning: {problem}", err=True)
 
 
+@app.command("ui")
+def ui(
+    host: str = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="The webserver's port.")] = 3000,
+) -> None:
+    """Serve the Dagster UI and run its daemon (schedules, sensors) on the project's instance."""
+    from cli.dagster_ui import serve_ui
+
+    typer.echo(f"Dagster UI on http://{host}:{port} (code location `segmentation`)", err=True)
+    serve_ui(get_settings(), host, port)
+
+
 @app.command("api")
 def api(
     host: str = "127.0.0.1",
