@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from api.errors import error_body
+from api.middleware.request_context import CLIENT_ERROR_LINES_PER_SECOND, LinesPerSecond
 
 # A request's head: its request line and headers together (nginx's default large buffers hold 32 KiB).
 MAX_HEAD_BYTES = 16 * 1024
@@ -43,6 +46,21 @@ class HttpLimits:
     max_headers: int = MAX_HEADERS
 
 
+log = structlog.get_logger("api.edge")
+_refusal_lines = LinesPerSecond(CLIENT_ERROR_LINES_PER_SECOND)  # every worker's connections share it
+
+
+class _UvicornParserWarnings(logging.Filter):
+    """uvicorn warns on every request its parser fails, before the refusal here answers it: a line
+    per malformed request, which any client can send at any rate. `_refuse` logs them, limited."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "Invalid HTTP request received."
+
+
+logging.getLogger("uvicorn.error").addFilter(_UvicornParserWarnings())
+
+
 class _Refused(Exception):
     """Raised from a parser callback: the parser stops and reports it as its own error."""
 
@@ -55,6 +73,9 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._reading_body = False
         self._head_bytes = 0  # whole reads that ended inside the head; the parser buffers them
         self._refusal: tuple[int, str, str] | None = None
+        # The cycle of the message being read, once its head is complete: `self.cycle` is the
+        # previous message's until then, on a keep-alive connection.
+        self._message_cycle: Any = None
         self._lingering = False
         self._timer: asyncio.TimerHandle | None = None
 
@@ -81,6 +102,10 @@ class LimitedHttpProtocol(HttpToolsProtocol):
                 self._arm(self.limits.head_seconds)
         elif self._reading_body and self._timer is None:
             self._arm(self.limits.body_seconds)
+        elif self._timer is None and (self.cycle is None or self.cycle.response_complete):
+            # Bytes that began no message (the parser skips line breaks between messages): they
+            # stopped uvicorn's keep-alive timer, so this one stands in for it.
+            self._arm(self.limits.head_seconds)
 
     # The parser's callbacks. A head that arrives within one read is measured whole once it is
     # complete (one call rather than one per header, on every request); one spread over reads is
@@ -88,6 +113,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         self._reading_head = True
         self._head_bytes = 0
+        self._message_cycle = None
         super().on_message_begin()
 
     def on_headers_complete(self) -> None:
@@ -105,6 +131,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             self._refusal = (431, "request_header_fields_too_large", self._head_too_large())
             raise _Refused
         super().on_headers_complete()
+        self._message_cycle = self.cycle
 
     def on_message_complete(self) -> None:
         self._reading_body = False
@@ -133,7 +160,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if self._lingering:
             self.transport.close()
             return
-        part, seconds = ("headers", self.limits.head_seconds) if self._reading_head else ("body", self.limits.body_seconds)
+        part, seconds = ("body", self.limits.body_seconds) if self._reading_body else ("headers", self.limits.head_seconds)
         self._refuse(408, "request_timeout", f"the request's {part} did not arrive within {seconds:g} s")
 
     def _refuse(self, status: int, code: str, message: str) -> None:
@@ -141,11 +168,19 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         left of the request is never parsed."""
         if self._lingering or self.transport.is_closing():
             return
-        cycle = self.cycle
-        if cycle is None or not cycle.response_started:
-            if cycle is not None:
-                cycle.disconnected = True  # the app's own answer, if it comes, goes nowhere
-                cycle.message_event.set()  # and a read of the body it waits for ends now
+        refused = self._message_cycle
+        if refused is None:  # refused in its head: answer unless an earlier answer is still being written
+            answer = self.cycle is None or self.cycle.response_complete
+        else:  # refused in its body: answer unless the app has begun to
+            answer = not refused.response_started
+            refused.disconnected = True  # the app's own answer, if it comes, goes nowhere
+            refused.message_event.set()  # and a read of the body it waits for ends now
+        write, held_back = _refusal_lines.take()
+        if held_back:
+            log.info("refusals at the edge not logged", count=held_back, limit_per_second=CLIENT_ERROR_LINES_PER_SECOND)
+        if write:
+            log.info("request refused at the edge", status=status, code=code)
+        if answer:
             body = json.dumps(error_body(code, message)).encode()
             self.transport.write(
                 b"".join(

@@ -37,7 +37,9 @@ class TooManyFailedChecks(Exception):
 
 @dataclass
 class FailedCheckBudget:
-    """A token bucket per client (its address) of the key checks it may fail."""
+    """A token bucket per client (its address) of the key checks it may fail: only a failed check
+    costs. Checks begun at once all pass `allow`, so a client can overdraw by what it has in
+    flight; the debt (down to minus the burst) is then waited out before its next check."""
 
     burst: float = FAILED_CHECKS_BURST
     per_second: float = FAILED_CHECKS_PER_SECOND
@@ -47,18 +49,15 @@ class FailedCheckBudget:
         left, at = self._clients.get(client, (self.burst, now))
         return min(self.burst, left + (now - at) * self.per_second)
 
-    def take(self, client: str) -> None:
-        """One check from the client's budget, taken before the check so that checks in flight count."""
-        now = time.monotonic()
-        left = self._left(client, now)
+    def allow(self, client: str) -> None:
+        """TooManyFailedChecks if the client has no failed check left to spend."""
+        left = self._left(client, time.monotonic())
         if left < 1:
             raise TooManyFailedChecks(max(1, round((1 - left) / self.per_second)))
-        self._clients[client] = (left - 1, now)
 
-    def give_back(self, client: str) -> None:
-        """A check that did not fail (a valid key, PostgreSQL unreachable) costs the client nothing."""
+    def charge(self, client: str) -> None:
         now = time.monotonic()
-        self._clients[client] = (min(self.burst, self._left(client, now) + 1), now)
+        self._clients[client] = (max(-self.burst, self._left(client, now) - 1), now)
 
 
 @dataclass
@@ -78,7 +77,7 @@ class ApiKeyCache:
     _valid: LRUCache[str, tuple[ApiKey, float]] = field(default_factory=lambda: LRUCache(MAX_VERDICTS))
     _unknown: LRUCache[str, float] = field(default_factory=lambda: LRUCache(MAX_VERDICTS))
     _revoked_names: set[str] = field(default_factory=set)  # names are never reused: revoked for good
-    _rechecks: dict[str, asyncio.Task[ApiKey | None]] = field(default_factory=dict)
+    _in_flight: dict[str, asyncio.Task[ApiKey | None]] = field(default_factory=dict)  # one check per token at once
 
     async def authenticate(self, token: str, client: str = "") -> ApiKey | None:
         """The token's key, or None; TooManyFailedChecks for a client past its budget, and
@@ -91,36 +90,41 @@ class ApiKeyCache:
             if expires > now:
                 return key
             if expires + API_KEY_RECHECK_SECONDS > now:
-                if digest not in self._rechecks:
-                    self._rechecks[digest] = asyncio.create_task(self._check(token, digest, key))
+                self._checking(token, digest, key)  # in the background; the verdict answers meanwhile
                 return key
-            return await self._check(token, digest, key, client=client)
+            return await asyncio.shield(self._checking(token, digest, key))
         if not is_well_formed(token, accept_legacy=self.accept_legacy):
             return None  # nothing to look up, nothing to remember
         unknown_until = self._unknown.get(digest)
         if unknown_until is not None and unknown_until > now:
             return None
-        return await self._check(token, digest, None, known=unknown_until is not None, client=client)
+        if digest not in self._in_flight:
+            self.failures.allow(client)
+        # Shielded: a caller that goes away does not cancel the check the others wait on.
+        return await asyncio.shield(self._checking(token, digest, None, known=unknown_until is not None, client=client))
 
-    async def _check(
+    def _checking(
         self, token: str, digest: str, last: ApiKey | None, *, known: bool = True, client: str | None = None
-    ) -> ApiKey | None:
-        if client is not None:
-            self.failures.take(client)
+    ) -> asyncio.Task[ApiKey | None]:
+        """The token's check in flight, begun if none is."""
+        task = self._in_flight.get(digest)
+        if task is None:
+            task = self._in_flight[digest] = asyncio.create_task(self._check(token, digest, last, known, client))
+        return task
+
+    async def _check(self, token: str, digest: str, last: ApiKey | None, known: bool, client: str | None) -> ApiKey | None:
         try:
             key = await self.config_store.run(self.repository.authenticate, token)
         except ConfigStoreUnavailable:
-            if client is not None:
-                self.failures.give_back(client)
             if not known:
                 raise  # rendered as 503 by api/errors.py
             key = last
         finally:
-            self._rechecks.pop(digest, None)
+            self._in_flight.pop(digest, None)
         if key is not None and key.name in self._revoked_names:
             key = None  # a check begun before the notice
-        if key is not None and client is not None:
-            self.failures.give_back(client)
+        if key is None and client is not None:
+            self.failures.charge(client)
         self._remember(digest, key)
         return key
 

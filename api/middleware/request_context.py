@@ -8,9 +8,9 @@ request runs carries `request_id`; the answer carries it in `X-Request-ID`.
 One log line per request that failed (status >= 400) or was slow: successful requests are
 counted and timed in Prometheus (`api/middleware/request_metrics.py`) rather than logged, which would cost
 more than the lookup itself. `SEGMENTATION_LOG_LEVEL=DEBUG` logs every request. Client errors
-(4xx) are logged up to 20 a second per process, then counted in one line a second: a client can
-cause any number of them (254 forged keys a second), and their lines alone doubled other clients'
-p99. Prometheus counts every one.
+(4xx) are logged up to 20 a second per process, the rest counted in one line written with the
+next one after that second: a client can cause any number of them (254 forged keys a second), and
+their lines alone doubled other clients' p99. Prometheus counts every one.
 An exception no handler caught is logged with its traceback and answered in the API's error
 shape (500) before it goes on to the server, which logs it as well.
 """
@@ -23,6 +23,7 @@ import time
 import uuid
 
 import structlog
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import InternalError, error_response
@@ -93,6 +94,8 @@ class RequestContext:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            return  # the client went (or the edge let a slow body go): nobody to answer, and no bug
         except Exception:
             log.exception("request failed", **_request_fields(scope, 500, started))
             if status is None:

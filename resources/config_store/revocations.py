@@ -15,6 +15,9 @@ from resources.names import key_revocations_channel
 
 log = logging.getLogger(__name__)
 RECONNECT_SECONDS = 1.0
+# How long a read waits for a notice before the connection is checked (a PING): a connection lost
+# without a word is found within about this long, and subscribed again.
+HEARTBEAT_SECONDS = 10.0
 
 
 def announce_revocation(redis_url: str, prefix: str, name: str) -> int:
@@ -28,16 +31,22 @@ async def listen_for_revocations(
 ) -> None:
     """Calls `on_revoked(name)` for each notice, until cancelled; subscribes again after a failure."""
     while True:
-        # No read timeout: a subscriber waits for notices as long as none comes.
-        client = aioredis.Redis.from_url(redis_url, socket_connect_timeout=2, health_check_interval=30)
+        client = aioredis.Redis.from_url(
+            redis_url, socket_connect_timeout=2, socket_keepalive=True, health_check_interval=HEARTBEAT_SECONDS
+        )
         try:
             async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
                 await pubsub.subscribe(key_revocations_channel(prefix))
                 if subscribed is not None:
                     subscribed.set()
-                async for message in pubsub.listen():
-                    on_revoked(message["data"].decode())
-        except (redis.RedisError, OSError) as error:
+                while True:
+                    # Each call past the heartbeat's interval checks the connection first.
+                    message = await pubsub.get_message(timeout=HEARTBEAT_SECONDS)
+                    if message is not None:
+                        on_revoked(message["data"].decode(errors="replace"))
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # any failure: subscribe again rather than stop listening for good
             log.warning("revocation notices interrupted (%s); subscribing again", type(error).__name__)
         finally:
             await client.aclose()

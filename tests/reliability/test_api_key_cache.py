@@ -178,3 +178,16 @@ def test_a_revocation_notice_refuses_the_key_at_once_even_with_postgresql_down()
         return verdicts
 
     assert run(scenario()) == [None, None, None]
+
+
+def test_concurrent_requests_of_a_key_not_cached_share_one_check_and_cost_nothing() -> None:
+    """After a restart, a client's burst with its valid key: one query, no 429."""
+    keys = FakeKeys()
+    keys.delay = 0.05
+
+    async def scenario() -> list[ApiKey | None]:
+        cache = ApiKeyCache(keys, failures=FailedCheckBudget(burst=2, per_second=0.001))  # type: ignore[arg-type]
+        return await asyncio.gather(*(cache.authenticate(TOKEN, "10.0.0.1") for _ in range(50)))
+
+    assert run(scenario()) == [READER] * 50
+    assert keys.calls == 1

@@ -114,6 +114,38 @@ def test_a_request_head_past_its_bounds_is_refused_at_once(api: ApiProcess) -> N
     assert parsed(answer)[0] == 200
 
 
+def test_a_refusal_on_a_kept_alive_connection_is_answered_too(api: ApiProcess) -> None:
+    with socket.create_connection(("127.0.0.1", api.port), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+        first = sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200"), first
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * (2 * MAX_HEAD_BYTES) + b"\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert_json_error(answer, 431, "request_header_fields_too_large")
+
+
+def test_line_breaks_between_requests_do_not_hold_a_connection(api: ApiProcess) -> None:
+    """The parser skips them without beginning a message, and they stopped uvicorn's keep-alive timer."""
+    with socket.create_connection(("127.0.0.1", api.port), timeout=30) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        sock.setblocking(False)
+        closed = False
+        while not closed and time.monotonic() - started < HEAD_SECONDS + LINGER_SECONDS + 5:
+            try:
+                sock.send(b"\r\n")
+                closed = sock.recv(65536) == b""
+            except BlockingIOError:
+                pass
+            except OSError:
+                closed = True
+            time.sleep(0.3)
+    assert closed, "a connection sending line breaks stayed open"
+
+
 @pytest.mark.parametrize(
     "request_bytes",
     [
@@ -221,9 +253,10 @@ def test_memory_stays_flat_under_unfinished_headers(api: ApiProcess) -> None:
     assert httpx.get(f"{api.base_url}/healthz", timeout=2).status_code == 200
 
 
-def lookup_latencies(api: ApiProcess, keys: Keys, seconds: float, clients: int = 2) -> list[float]:
-    """Cached lookups, one after the other on a keep-alive connection per client, for `seconds`."""
-    latencies: list[float] = []
+def lookup_latencies(api: ApiProcess, keys: Keys, seconds: float, clients: int = 2) -> list[tuple[float, float]]:
+    """Cached lookups, one after the other on a keep-alive connection per client, for `seconds`:
+    (when each began, how long it took)."""
+    latencies: list[tuple[float, float]] = []
 
     def client() -> None:
         connection = http.client.HTTPConnection("127.0.0.1", api.port, timeout=10)
@@ -236,7 +269,7 @@ def lookup_latencies(api: ApiProcess, keys: Keys, seconds: float, clients: int =
             connection.request("GET", f"/v1/customers/{customer}/segments", headers=keys.as_reader)
             response = connection.getresponse()
             body = response.read()
-            latencies.append(time.perf_counter() - started)
+            latencies.append((started, time.perf_counter() - started))
             assert response.status == 200 and b"seg-hostile" in body, (response.status, body[:200])
             time.sleep(0.002)  # a steady client, not a load generator
         connection.close()
@@ -254,6 +287,16 @@ def p99(latencies: list[float]) -> float:
     return ordered[int(len(ordered) * 0.99) - 1]
 
 
+def typical_p99(timed: list[tuple[float, float]]) -> float:
+    """The median of each second's p99: a second this shared machine spent elsewhere (a build, a
+    collection in another process) moves it no more than any other second."""
+    seconds: dict[int, list[float]] = {}
+    for began, took in timed:
+        seconds.setdefault(int(began), []).append(took)
+    per_second = sorted(p99(latencies) for latencies in seconds.values() if len(latencies) >= 100)
+    return per_second[len(per_second) // 2]
+
+
 def test_forged_keys_and_readiness_probes_cost_other_clients_little(api: ApiProcess, keys: Keys) -> None:
     """The probe's flood: 254 random bearer tokens and 129 `/readyz` a second (other clients'
     p99 went from 7.5 ms to 366 ms, and to 1,154 ms under the probes)."""
@@ -268,12 +311,12 @@ def test_forged_keys_and_readiness_probes_cost_other_clients_little(api: ApiProc
     flooded = lookup_latencies(api, keys, 6.0)
     statuses = json.loads(flood.communicate(timeout=60)[0])
     quiet += lookup_latencies(api, keys, 4.0)
-    quiet_p99, flooded_p99 = p99(quiet), p99(flooded)
+    quiet_p99, flooded_p99 = typical_p99(quiet), typical_p99(flooded)
     record(
         FaultRow(
             fault="254 forged bearer tokens and 129 /readyz a second from one client",
             behaviour=f"forged: {statuses['forged']}, /readyz: {statuses['readyz']}; other clients' cached lookups "
-            f"p99 {flooded_p99 * 1000:.1f} ms against {quiet_p99 * 1000:.1f} ms without the flood",
+            f"p99 {flooded_p99 * 1000:.1f} ms against {quiet_p99 * 1000:.1f} ms without the flood (median of each second's)",
             answers_served=len(flooded),
             wrong_answers=0,
             recovery="none needed",
@@ -332,6 +375,9 @@ def test_readiness_probes_at_any_rate_check_the_servers_once_a_second(settings: 
         cache = aioredis.Redis.from_url(settings.redis_url)
         readiness = Readiness(es, cache, engine)
         try:
+            await readiness.check()  # the clients' connections opened, so that a round takes milliseconds
+            await asyncio.sleep(RESULT_SECONDS)
+            rounds.clear()
             await asyncio.gather(*(readiness.check() for _ in range(50)))  # at once: they share one round
             at_once = len(rounds)
             ends = time.monotonic() + RESULT_SECONDS / 2
