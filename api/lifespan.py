@@ -26,7 +26,7 @@ from resources.serving.lookups import SegmentLookups
 from resources.serving.reader import SegmentReader
 from resources.serving.readiness import Readiness
 from resources.serving.search_guard import SearchGuard, breaker_factory, search_client
-from resources.serving.served_state import keep_served_state, refresh_served_state
+from resources.serving.served_state import PARTITION_PERIOD, keep_served_state, refresh_served_state
 from resources.settings import Settings
 
 # API keys' last_used_at is written in the background at most this often (per key and process).
@@ -99,6 +99,7 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state, es, redis_clients = open_state(settings)
+        PARTITION_PERIOD.set(settings.partition_seconds)
         app.state.segmentation = state
         # What Elasticsearch serves corrects what Redis lacks or lost of it, before the first lookup.
         reconciler = state.lookups.cache

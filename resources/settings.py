@@ -83,6 +83,11 @@ class Settings(BaseSettings):
 
 
     @property
+    def partition_seconds(self) -> int:
+        """How long a partition's window is: how often each type's calculation is renewed."""
+        return 3600 if self.partition_granularity == "hourly" else 86_400
+
+    @property
     def coordination_redis_url(self) -> str:
         """Where the ingestion locks and the generation counter live: `lock_redis_url`, else the cache's."""
         return self.lock_redis_url or self.redis_url

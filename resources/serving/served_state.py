@@ -61,6 +61,12 @@ REFRESHED_AT = Gauge(
     "When this API process last read the served state from Elasticsearch (Unix time).",
     multiprocess_mode="livemax",
 )
+PARTITION_PERIOD = Gauge(
+    "segmentation_partition_period_seconds",
+    "How long a partition's window is (86400 daily, 3600 hourly): how often each type's calculation "
+    "is renewed, so that the staleness alert follows the granularity.",
+    multiprocess_mode="livemax",
+)
 REFRESH_FAILURES = Counter(
     "segmentation_served_state_refresh_failures_total",
     "Readings of the served state from Elasticsearch that failed; the gauges keep their last values.",

@@ -179,6 +179,9 @@ def test_the_served_calculation_is_exported_per_type_as_the_cluster_records_it(t
     assert time.time() - 600 < value("segmentation_served_published_timestamp_seconds") <= time.time()
     assert value("segmentation_type_indices", verified="true") == 1
     assert value("segmentation_type_indices", verified="false") == 0
+    # The staleness alert's unit: a day, as the namespace's partitions are daily.
+    assert settings.partition_granularity == "daily"
+    assert {v for _, v in samples["segmentation_partition_period_seconds"]} == {24 * 3600}
 
 
 def test_request_metrics_are_labelled_with_the_route_as_clients_call_it(exported) -> None:
