@@ -33,9 +33,8 @@ from resources.serving.readiness import RESULT_SECONDS, Readiness
 from resources.settings import PROJECT_ROOT, Settings
 from tests.integration.test_config_api import Keys
 from tests.reliability.platform import make_keys, publish_calculation
-from tests.reliability.sustained_load import settings_environment
+from tests.reliability.sustained_load import ApiProcess, percentiles, settings_environment
 from tests.reliability.run_report import FaultRow, record
-from tests.reliability.sustained_load import ApiProcess
 
 pytestmark = pytest.mark.integration
 
@@ -282,18 +281,13 @@ def lookup_latencies(api: ApiProcess, keys: Keys, seconds: float, clients: int =
     return latencies
 
 
-def p99(latencies: list[float]) -> float:
-    ordered = sorted(latencies)
-    return ordered[int(len(ordered) * 0.99) - 1]
-
-
 def typical_p99(timed: list[tuple[float, float]]) -> float:
     """The median of each second's p99: a second this shared machine spent elsewhere (a build, a
     collection in another process) moves it no more than any other second."""
     seconds: dict[int, list[float]] = {}
     for began, took in timed:
         seconds.setdefault(int(began), []).append(took)
-    per_second = sorted(p99(latencies) for latencies in seconds.values() if len(latencies) >= 100)
+    per_second = sorted(percentiles(latencies)[1] / 1000 for latencies in seconds.values() if len(latencies) >= 100)
     return per_second[len(per_second) // 2]
 
 
