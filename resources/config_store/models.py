@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -85,6 +86,38 @@ class SegmentAuditRow(Base):
     )
 
 
+class SegmentCalculationRow(Base):
+    """One segment in one calculation (a run's computation of one partition of its type)."""
+
+    __tablename__ = "segment_calculations"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    segment_id: Mapped[str] = mapped_column(ForeignKey("segments.id"))
+    segment_type: Mapped[str] = mapped_column(String(64))
+    partition_key: Mapped[str] = mapped_column(String(32))
+    run_id: Mapped[str] = mapped_column(String(64))
+    config_version: Mapped[int] = mapped_column(Integer)
+    calculated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    member_count: Mapped[int] = mapped_column(BigInteger)
+    # Against the segment's calculation of the latest earlier partition; null when its results are gone.
+    entered: Mapped[int | None] = mapped_column(BigInteger)
+    exited: Mapped[int | None] = mapped_column(BigInteger)
+    # The Elasticsearch index that holds this calculation; null until (unless) it is ingested.
+    index: Mapped[str | None] = mapped_column(String(255))
+
+    __table_args__ = (
+        UniqueConstraint("segment_id", "partition_key", "run_id", name="uq_segment_calculations_run"),
+        CheckConstraint("member_count >= 0", name="ck_segment_calculations_member_count"),
+        Index(
+            "ix_segment_calculations_segment_partition",
+            "segment_id",
+            text("partition_key DESC"),
+            text("calculated_at DESC"),
+        ),
+        Index("ix_segment_calculations_type_partition", "segment_type", "partition_key", "run_id"),
+    )
+
+
 class ApiKeyRow(Base):
     __tablename__ = "api_keys"
 
@@ -99,3 +132,33 @@ class ApiKeyRow(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (CheckConstraint(_one_of("scope", API_KEY_SCOPES), name="ck_api_keys_scope"),)
+
+
+class AlertRow(Base):
+    """An alert for the engineers, kept until a webhook accepted it or delivery gave up: an outbox,
+    so that whatever raises an alert only writes a row and never waits on the webhook."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    # The event it is about (`run_failure:<run id>`, `check_failure:<event storage id>`): one alert each.
+    dedup_key: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(32))
+    title: Mapped[str] = mapped_column(String(300))
+    message: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    given_up_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint("dedup_key", name="uq_alerts_dedup_key"),
+        CheckConstraint("attempts >= 0", name="ck_alerts_attempts"),
+        # The deliverer's question, which stays cheap however many delivered alerts pile up.
+        Index(
+            "ix_alerts_due", "next_attempt_at", postgresql_where=text("delivered_at IS NULL AND given_up_at IS NULL")
+        ),
+    )

@@ -73,6 +73,28 @@ class SegmentFilters:
     labels: tuple[tuple[str, str], ...] = ()  # key:value pairs, all of which must hold
 
 
+@dataclass(frozen=True)
+class ConfigChange:
+    """One audit entry, with its segment as it is now: what the next calculation would read."""
+
+    audit_id: int
+    segment_id: str
+    segment_type: str
+    action: AuditAction
+    status: SegmentStatus
+    version: int
+    params: Any  # as stored: not validated, so possibly not even an object
+
+
+@dataclass(frozen=True)
+class ConfigChanges:
+    """What `SegmentRepository.changes_since` read, in one snapshot."""
+
+    counters: dict[str, int]  # per segment type: its rows plus the sum of their versions
+    last_audit_id: int  # the highest audit id visible (0: none)
+    changes: list[ConfigChange]  # the audit entries after the id asked for, oldest first
+
+
 class SegmentNotFound(LookupError):
     pass
 
@@ -207,6 +229,42 @@ class SegmentRepository:
                 .order_by(SegmentRow.id)
             )
             return [Segment.model_validate(r) for r in rows]
+
+    def changes_since(self, audit_id: int | None) -> ConfigChanges:
+        """A change counter per segment type, and the audit entries after `audit_id` (none when it
+        is None), read in one snapshot so that they agree with each other.
+
+        The counter is the type's rows plus the sum of their versions: a create adds a row at
+        version 1, an update or an archive bumps a version, and no row is ever deleted, so every
+        committed change raises it and nothing lowers it. Audit ids alone are no such measure: a
+        sequence hands them out at insert, so a smaller one can commit after a larger one was read.
+        """
+        with self._sessions() as session:
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            counters = session.execute(
+                select(SegmentRow.segment_type, func.count() + func.sum(SegmentRow.version)).group_by(
+                    SegmentRow.segment_type
+                )
+            ).all()
+            last_audit_id = session.scalar(select(func.coalesce(func.max(SegmentAuditRow.id), 0)))
+            changes = []
+            if audit_id is not None:
+                rows = session.execute(
+                    select(
+                        SegmentAuditRow.id,
+                        SegmentAuditRow.segment_id,
+                        SegmentRow.segment_type,
+                        SegmentAuditRow.action,
+                        SegmentRow.status,
+                        SegmentRow.version,
+                        SegmentRow.params,
+                    )
+                    .join(SegmentRow, SegmentRow.id == SegmentAuditRow.segment_id)
+                    .where(SegmentAuditRow.id > audit_id)
+                    .order_by(SegmentAuditRow.id)
+                )
+                changes = [ConfigChange(*row) for row in rows]
+        return ConfigChanges(counters={t: int(c) for t, c in counters}, last_audit_id=last_audit_id, changes=changes)
 
     def archived_ids(self) -> set[str]:
         with self._sessions() as session:
