@@ -19,6 +19,7 @@ from resources.config_store.api_keys import ApiKeyRepository
 from resources.config_store.database import engine_for, session_factory
 from resources.config_store.guard import ConfigStoreGuard
 from resources.config_store.revocations import listen_for_revocations
+from resources.config_store.history import CalculationHistory
 from resources.config_store.segments import SegmentRepository
 from resources.serving.cache import GenerationFile, LookupCache
 from resources.serving.export import SegmentExport
@@ -82,6 +83,7 @@ def open_state(settings: Settings) -> tuple[AppState, AsyncElasticsearch, list[a
     state = AppState(
         settings=settings,
         segments=SegmentRepository(sessions),
+        history=CalculationHistory(sessions),
         config_store=config_store,
         api_keys=ApiKeyCache(
             ApiKeyRepository(sessions), config_store=config_store, accept_legacy=settings.api_accept_legacy_keys

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from api.key_cache import ApiKeyCache
 from resources.config_store.guard import ConfigStoreGuard
+from resources.config_store.history import CalculationHistory
 from resources.config_store.segments import SegmentRepository
 from resources.serving.export import SegmentExport
 from resources.serving.lookups import SegmentLookups
@@ -20,7 +21,8 @@ from resources.settings import Settings
 class AppState:
     settings: Settings
     segments: SegmentRepository
-    config_store: ConfigStoreGuard  # every call to `segments` goes through it
+    history: CalculationHistory
+    config_store: ConfigStoreGuard  # every call to `segments` and `history` goes through it
     api_keys: ApiKeyCache
     lookups: SegmentLookups
     export: SegmentExport

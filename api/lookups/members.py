@@ -1,4 +1,4 @@
-"""A segment's served calculation (read): membership of one customer, every member paged, stats."""
+"""A segment's calculations (read): membership of one customer, every member paged, stats, history."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from api.auth import ReadKey
 from api.lookups.routes import UNAVAILABLE, CustomerId, json_response
-from api.lookups.schemas import SegmentMembership, SegmentMembersPage, SegmentStats
+from api.lookups.schemas import SegmentHistory, SegmentMembership, SegmentMembersPage, SegmentStats
 from api.lookups.service import Lookups
 from api.query_params import one_value_each
 from api.state import State
@@ -54,3 +54,14 @@ async def segment_members(
 @router.get("/segments/{segment_id}/stats", response_model=SegmentStats, responses={**NOT_SERVED, **UNAVAILABLE})
 async def segment_stats(segment_id: SegmentId, state: State, _: ReadKey) -> Response:
     return json_response(await Lookups(state).stats(segment_id))
+
+
+@router.get("/segments/{segment_id}/history", response_model=SegmentHistory, responses={**UNAVAILABLE})
+async def segment_history(
+    segment_id: SegmentId,
+    state: State,
+    _: ReadKey,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="The newest partitions to return.")] = 1000,
+) -> Response:
+    """Every calculated partition of the segment, archived or not: 404 only for an unknown segment."""
+    return json_response(await Lookups(state).history(segment_id, limit))

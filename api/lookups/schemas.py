@@ -55,3 +55,19 @@ class SegmentStats(BaseModel):
     member_count: int
     calculated_at: str
     index: str = Field(description="The Elasticsearch index that serves the segment's last calculation.")
+
+
+class CalculationEntry(BaseModel):
+    partition: str
+    calculated_at: str
+    member_count: int
+    entered: int | None = Field(description="Members not in the segment's calculation of the latest earlier "
+                                "partition (all of them at its first); null when that calculation's results are gone.")
+    exited: int | None = Field(description="Members of that earlier calculation no longer in this one.")
+    index: str | None = Field(description="The Elasticsearch index holding this calculation; null if never indexed.")
+    served: bool = Field(description="Whether this calculation is the one lookups serve now (behind the alias).")
+
+
+class SegmentHistory(BaseModel):
+    segment_id: str
+    calculations: list[CalculationEntry] = Field(description="One per calculated partition (its latest calculation), newest first.")

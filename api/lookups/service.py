@@ -9,6 +9,7 @@ from api.errors import ApiError, NotFound, invalid_field
 from api.state import AppState
 from resources.serving.export import ExportCursor, InvalidCursor, MembersPage
 from resources.serving.filters import SegmentFilter
+from resources.config_store.segments import SegmentNotFound
 from resources.serving.reader import IndexGone
 
 
@@ -74,6 +75,23 @@ class Lookups:
             return ExportCursor.decode(cursor, segment_id=segment_id, index_prefix=self._state.settings.index_prefix)
         except InvalidCursor as error:
             raise invalid_field("cursor", str(error)) from error
+
+    async def history(self, segment_id: str, limit: int) -> dict[str, Any]:
+        try:
+            calculations = await self._state.config_store.run(self._state.history.of_segment, segment_id, limit=limit)
+        except SegmentNotFound as error:
+            raise NotFound(f"segment {segment_id!r} does not exist") from error
+        # `served` is what the alias serves now, as stats say; lookups serve an archived segment no more.
+        archived = segment_id in self._state.archived_segment_ids
+        summary = await self._lookups.segment_summary(segment_id) if calculations and not archived else None
+        served_index = summary["index"] if summary is not None else None
+        return {
+            "segment_id": segment_id,
+            "calculations": [
+                {**c.model_dump(mode="json"), "served": c.index is not None and c.index == served_index}
+                for c in calculations
+            ],
+        }
 
     async def stats(self, segment_id: str) -> dict[str, Any]:
         summary = await self.served(segment_id)
