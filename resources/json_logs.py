@@ -18,7 +18,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, Sequence
 from typing import Any, TextIO
 
 import structlog
@@ -95,12 +95,37 @@ class _PlatformHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass  # StreamHandler.__init__ sets it; the property decides
 
 
+_configured_format: str | None = None  # the format `configure_logging` chose for this process
+
+
+def platform_handler(
+    *, log_format: str | None = None, stream: TextIO | None = None, pre_chain: Sequence[Processor] = ()
+) -> logging.Handler:
+    """A handler that writes the platform's log lines, for a logger outside the root's tree (Dagster
+    makes one per run). Its format: `log_format`, else the one this process's logging was configured
+    with, else `SEGMENTATION_LOG_FORMAT`, else JSON. `pre_chain` adds fields from a record's extras."""
+    log_format = (log_format or _configured_format or os.environ.get(FORMAT_ENV) or "json").lower()
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*_shared_processors(), *pre_chain],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            redact_secrets,
+            _renderer(log_format, stream or sys.stderr),
+        ],
+    )
+    handler = _PlatformHandler(stream)
+    handler.setFormatter(formatter)
+    return handler
+
+
 def configure_logging(
     *, level: str | None = None, log_format: str | None = None, stream: TextIO | None = None, default_format: str = "json"
 ) -> None:
     """Idempotent: the last call wins. Handlers others installed (pytest's, for one) are kept."""
+    global _configured_format
     level = (level or os.environ.get(LEVEL_ENV) or "INFO").upper()
-    log_format = (log_format or os.environ.get(FORMAT_ENV) or default_format).lower()
+    log_format = _configured_format = (log_format or os.environ.get(FORMAT_ENV) or default_format).lower()
     shared = _shared_processors()
     structlog.configure(
         # Redacted here too: other handlers on the root logger (pytest's) see the event before our formatter.
@@ -111,17 +136,7 @@ def configure_logging(
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,  # a later configure_logging must reach loggers made before it
     )
-    formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info,
-            redact_secrets,
-            _renderer(log_format, stream or sys.stderr),
-        ],
-    )
-    handler = _PlatformHandler(stream)
-    handler.setFormatter(formatter)
+    handler = platform_handler(log_format=log_format, stream=stream)
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _PlatformHandler)]:
         root.removeHandler(old)

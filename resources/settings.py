@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +37,21 @@ class Settings(BaseSettings):
     # When each type's schedule computes the window that just closed (UTC; hourly uses the minute).
     refresh_hour_of_day: int = Field(default=1, ge=0, le=23)
     refresh_minute_of_hour: int = Field(default=15, ge=0, le=59)
+    # Refresh on change (segmentation_assets/refresh.py): a changed type is recomputed once its
+    # configs have been quiet this long, or this long after its first change if edits keep coming.
+    # Changes are served within 10 minutes while max wait + one run stay under that.
+    refresh_settle_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=300,
+        description="A type whose configs changed is recomputed once no further change came for this long.",
+    )
+    refresh_max_wait_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        le=540,
+        description="...or this long after its first change not yet recomputed, if changes keep coming.",
+    )
     # Above this share of raw rows left out as invalid, the calculation's data-quality check warns.
     max_rejected_fraction: float = 0.01
     # Calculation results older than this leave the lake (S3 lifecycle rule, or local cleanup).
@@ -45,6 +60,10 @@ class Settings(BaseSettings):
     emr_application_id: str = ""
     emr_execution_role_arn: str = ""
     emr_code_uri: str = Field(default="", description="s3:// prefix for the job's code and Pipes messages.")
+    # A failed step (calculation, index, alias) is tried again this many times, the first after this
+    # long, then twice as long each time (segmentation_assets/conventions.py).
+    step_max_retries: int = Field(default=3, ge=0, le=10)
+    step_retry_delay_seconds: float = Field(default=30.0, ge=0, le=3600)
     spark_driver_memory: str = "2g"
     spark_shuffle_partitions: int = 8
 
@@ -80,6 +99,13 @@ class Settings(BaseSettings):
 
     # Archived segments leave lookups within 60 s; each API process re-reads them this often.
     archived_refresh_seconds: float = Field(default=10.0, gt=0, le=50)
+
+    # Alerts for the engineers (segmentation_assets/alerts.py): failed runs and failed checks.
+    alert_webhook_url: SecretStr = Field(
+        default=SecretStr(""),
+        description="Slack-compatible incoming webhook the alerts are posted to; a secret, never logged. "
+        "Empty: alerts are only recorded, in the config store's `alerts` table.",
+    )
 
 
     @property

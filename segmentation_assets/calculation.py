@@ -5,6 +5,11 @@ from datetime import datetime, timezone
 import boto3
 import dagster as dg
 
+from pydantic import ValidationError
+
+from resources.config_store.history import CalculationHistory, EarlierCalculation, RecordedSegment
+from resources.config_store.segments import Segment
+from resources.lake.manifest import read_manifest
 from resources.lake.retention import ensure_lifecycle_rule, remove_expired_results
 from resources.lake.storage import Lake
 from resources.targeting import SegmentAttributes
@@ -13,6 +18,7 @@ from segmentation_assets.core.segment_job import (
     SegmentJobRequest,
     SegmentJobResult,
 )
+from segmentation_assets.conventions import OWNERS, asset_tags
 from segmentation_assets.core.segment_types import SegmentType
 from segmentation_assets.dagster_resources import (
     ConfigStoreResource,
@@ -21,10 +27,36 @@ from segmentation_assets.dagster_resources import (
 )
 
 DATA_QUALITY_CHECK = "data_quality"
+CONFIGS_CHECK = "configs_valid"
 
 
 def members_key(segment_type: str) -> dg.AssetKey:
     return dg.AssetKey([segment_type, "members"])
+
+
+def _earlier_results(
+    lake: Lake, segment_type: str, configs: list[SegmentConfig], earlier: dict[str, EarlierCalculation]
+) -> tuple[dict[str, list[str]], list[str]]:
+    """(results folder -> segments compared with it, segments calculated for the first time). A
+    segment whose earlier results are gone, or were overwritten by another run, is in neither."""
+    compared: dict[str, list[str]] = {}
+    first: list[str] = []
+    still_there: dict[EarlierCalculation, str | None] = {}
+    for config in configs:
+        calculation = earlier.get(config.segment_id)
+        if calculation is None:
+            first.append(config.segment_id)
+            continue
+        if calculation not in still_there:
+            uri = lake.results_dir(segment_type, calculation.partition_key)
+            try:
+                same_run = read_manifest(lake, uri).run_id == calculation.run_id
+            except FileNotFoundError:
+                same_run = False
+            still_there[calculation] = uri if same_run else None
+        if (uri := still_there[calculation]) is not None:
+            compared.setdefault(uri, []).append(config.segment_id)
+    return compared, first
 
 
 def _job_request(
@@ -33,12 +65,14 @@ def _job_request(
     segment_type: SegmentType,
     partition_key: str,
     configs: list[SegmentConfig],
+    history: CalculationHistory,
 ) -> SegmentJobRequest:
     partitions_def = context.assets_def.partitions_def
     assert isinstance(partitions_def, dg.TimeWindowPartitionsDefinition)
     window = partitions_def.time_window_for_partition_key(partition_key)
-    previous_window = partitions_def.get_prev_partition_window(window.start)
-    previous_key = partitions_def.get_partition_key_for_timestamp(previous_window.start.timestamp()) if previous_window else None
+    compared, first = _earlier_results(
+        lake, segment_type.name, configs, history.earlier_calculations(segment_type.name, partition_key)
+    )
     return SegmentJobRequest(
         segment_type=segment_type.name,
         partition_key=partition_key,
@@ -46,8 +80,37 @@ def _job_request(
         lake_uri=lake.uri,
         run_id=context.run.run_id,
         configs=configs,
-        previous_results_uri=lake.results_dir(segment_type.name, previous_key) if previous_key else None,
+        earlier_results=compared,
+        first_calculations=first,
     )
+
+
+def _record(history: CalculationHistory, result: SegmentJobResult) -> None:
+    manifest = result.manifest
+    history.record(
+        segment_type=manifest.segment_type,
+        partition_key=manifest.partition_key,
+        run_id=manifest.run_id,
+        calculated_at=datetime.fromisoformat(manifest.calculated_at),
+        segments=[
+            RecordedSegment(s.segment_id, s.version, s.member_count, s.entered, s.exited) for s in manifest.segments
+        ],
+    )
+
+
+def _runnable_configs(segment_type: SegmentType, segments: list[Segment]) -> tuple[list[SegmentConfig], dict[str, str]]:
+    """(the configs to compute, segment_id -> why its stored params are refused). A config broken
+    behind the API's back (an edit in SQL, a type's parameters changed) is left out, not fatal."""
+    configs, broken = [], {}
+    for s in segments:
+        try:
+            segment_type.parse_params(s.params)
+        except ValidationError as error:
+            broken[s.id] = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'params'}: {e['msg']}" for e in error.errors())
+            continue
+        attributes = SegmentAttributes.model_validate(s, from_attributes=True).model_dump()
+        configs.append(SegmentConfig(segment_id=s.id, version=s.version, params=s.params, attributes=attributes))
+    return configs, broken
 
 
 def _metadata(results: dict[str, SegmentJobResult], configs: list[SegmentConfig]) -> dict[str, object]:
@@ -58,8 +121,11 @@ def _metadata(results: dict[str, SegmentJobResult], configs: list[SegmentConfig]
     return {
         "partitions": ", ".join(results),
         "results": dg.MetadataValue.path(last.results_uri),
+        # Numbers, so that the UI plots them over partitions.
         "segments": len(configs),
         "memberships": last.total_members,
+        "entered": sum(s.entered or 0 for s in last.segments),
+        "exited": sum(s.exited or 0 for s in last.segments),
         "per_segment": dg.MetadataValue.json(per_segment),
         "config_versions": dg.MetadataValue.json({c.segment_id: c.version for c in configs}),
         "rows_read": dg.MetadataValue.json(last.quality.rows_read),
@@ -82,6 +148,7 @@ def build_members_asset(
     *,
     max_rejected_fraction: float,
     results_retention_days: int,
+    retry_policy: dg.RetryPolicy | None = None,
 ) -> dg.AssetsDefinition:
     key = members_key(segment_type.name)
 
@@ -90,6 +157,9 @@ def build_members_asset(
         group_name=segment_type.name,
         partitions_def=partitions_def,
         kinds={"spark", "parquet"},
+        owners=OWNERS,
+        tags=asset_tags(segment_type.name, "calculation"),
+        retry_policy=retry_policy,
         # A backfill runs as one job: one Spark session and one read of the configs for all its partitions.
         backfill_policy=dg.BackfillPolicy.single_run(),
         check_specs=[
@@ -97,7 +167,13 @@ def build_members_asset(
                 DATA_QUALITY_CHECK,
                 asset=key,
                 description=f"At most {max_rejected_fraction:.2%} of raw rows read are left out as invalid.",
-            )
+            ),
+            dg.AssetCheckSpec(
+                CONFIGS_CHECK,
+                asset=key,
+                description="Every active segment's stored parameters are valid for its type; "
+                "one that is not is left out of the calculation and named here.",
+            ),
         ],
         description=f"{segment_type.description} Members of every active segment of the type, "
         "as of the end of the partition's window, written to the lake with a manifest.",
@@ -108,21 +184,16 @@ def build_members_asset(
         spark: SegmentJobRunner,
         config_store: ConfigStoreResource,
     ) -> dg.MaterializeResult:
-        segments = config_store.segments().active_of_type(segment_type.name)
-        configs = [
-            SegmentConfig(
-                segment_id=s.id,
-                version=s.version,
-                params=s.params,
-                attributes=SegmentAttributes.model_validate(s, from_attributes=True).model_dump(),
-            )
-            for s in segments
-        ]
+        configs, broken = _runnable_configs(segment_type, config_store.segments().active_of_type(segment_type.name))
+        for segment_id, why in broken.items():
+            context.log.warning(f"segment {segment_id} left out: its parameters are not valid for {segment_type.name}: {why}")
+        history = config_store.history()
         results: dict[str, SegmentJobResult] = {}
         for partition_key in context.partition_keys:
-            request = _job_request(context, lake.lake(), segment_type, partition_key, configs)
+            request = _job_request(context, lake.lake(), segment_type, partition_key, configs, history)
             context.log.info(f"computing {len(configs)} active {segment_type.name} segments as of {request.as_of}")
             results[partition_key] = spark.run(context, request)
+            _record(history, results[partition_key])
         worst = max(r.quality.rejected_fraction for r in results.values())
         retention = _apply_retention(lake.lake(), segment_type.name, results_retention_days)
         return dg.MaterializeResult(
@@ -137,7 +208,14 @@ def build_members_asset(
                         "threshold": max_rejected_fraction,
                         "rejected_rows": dg.MetadataValue.json({k: r.quality.rejected for k, r in results.items()}),
                     },
-                )
+                ),
+                dg.AssetCheckResult(
+                    check_name=CONFIGS_CHECK,
+                    passed=not broken,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    metadata={"left_out": dg.MetadataValue.json(broken)},
+                    description=f"{len(broken)} segments left out: their parameters are not valid" if broken else None,
+                ),
             ],
         )
 

@@ -7,14 +7,20 @@ steps does not keep a connection pool for each of them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import dagster as dg
 import redis
+from dagster_pyspark import LazyPySparkResource
 from elasticsearch import Elasticsearch
 from pydantic import PrivateAttr
-from pyspark.sql import SparkSession
 
+from resources.config_store.alerts import AlertOutbox, RetryPolicy
 from resources.config_store.database import session_factory
+from resources.config_store.history import CalculationHistory
 from resources.config_store.segments import SegmentRepository
+from resources.json_logs import redact
 from resources.lake.storage import Lake
 from resources.publishing.bulk_load import BulkSettings
 from resources.publishing.index_writer import SegmentIndexWriter
@@ -24,7 +30,19 @@ from segmentation_assets.core.segment_job import (
     SegmentJobResult,
     run_segment_job,
 )
-from segmentation_assets.core.spark_session import local_spark_session
+
+
+Client = TypeVar("Client")
+
+
+def client_for_url(system: str, url: str, make: Callable[[str], Client]) -> Client:
+    """`make(url)`, whose errors never quote the URL: some clients' parse errors do, password and all
+    (Elasticsearch's `Could not parse URL 'http://user:secret@…'`), and Dagster shows a step's error
+    in the UI and keeps it in the event log."""
+    try:
+        return make(url)
+    except Exception as error:
+        raise ValueError(f"{system}: cannot use the URL {redact(url)}: {redact(str(error))}") from None
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -42,22 +60,14 @@ class SegmentJobRunner(dg.ConfigurableResource):
 
 
 class LocalSparkRunner(SegmentJobRunner):
-    """Local mode: an in-process SparkSession, shared by every step of the run."""
+    """Local mode: an in-process SparkSession, dagster-pyspark's, made when the first step asks for
+    it; Spark keeps it for the process, so every step of the run (and any later run of the process)
+    shares it. Its settings: `core.spark_session.local_spark_config` for the lake it reads."""
 
-    master: str = "local[*]"
-    driver_memory: str = "2g"
-    shuffle_partitions: int = 8
-
-    def session(self, lake_uri: str = "") -> SparkSession:
-        return local_spark_session(
-            master=self.master,
-            driver_memory=self.driver_memory,
-            shuffle_partitions=self.shuffle_partitions,
-            lake_uri=lake_uri,
-        )
+    pyspark: LazyPySparkResource
 
     def run(self, context: dg.AssetExecutionContext, request: SegmentJobRequest) -> SegmentJobResult:
-        return run_segment_job(self.session(request.lake_uri), request)
+        return run_segment_job(self.pyspark.spark_session, request)
 
 
 class ConfigStoreResource(dg.ConfigurableResource):
@@ -65,6 +75,12 @@ class ConfigStoreResource(dg.ConfigurableResource):
 
     def segments(self) -> SegmentRepository:
         return SegmentRepository(session_factory(self.database_url))
+
+    def history(self) -> CalculationHistory:
+        return CalculationHistory(session_factory(self.database_url))
+
+    def alert_outbox(self) -> AlertOutbox:
+        return AlertOutbox(session_factory(self.database_url))
 
 
 class ElasticsearchResource(dg.ConfigurableResource):
@@ -85,8 +101,11 @@ class ElasticsearchResource(dg.ConfigurableResource):
 
     def client(self) -> Elasticsearch:
         if self._client is None:
-            self._client = Elasticsearch(
-                self.url, request_timeout=self.request_timeout_seconds, retry_on_timeout=True, max_retries=3
+            timeout = self.request_timeout_seconds
+            self._client = client_for_url(
+                "Elasticsearch",
+                self.url,
+                lambda url: Elasticsearch(url, request_timeout=timeout, retry_on_timeout=True, max_retries=3),
             )
         return self._client
 
@@ -117,10 +136,28 @@ class RedisResource(dg.ConfigurableResource):
 
     def client(self) -> redis.Redis:
         if self._client is None:
-            self._client = redis.Redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=5)
+            self._client = client_for_url(
+                "Redis", self.url, lambda url: redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+            )
         return self._client
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+class AlertWebhookResource(dg.ConfigurableResource):
+    """Where alerts are posted: a Slack-compatible incoming webhook. No URL: they are only recorded.
+
+    The URL is a secret: `build_resources` passes it as a `dg.EnvVar`, which the UI shows by name."""
+
+    url: str = ""
+    timeout_seconds: float = 5.0  # the whole POST
+    tick_budget_seconds: float = 20.0  # per tick of the delivery sensor, under Dagster's 60 s per tick
+    first_retry_seconds: float = 30.0
+    max_retry_seconds: float = 1800.0
+    max_attempts: int = 10
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(self.first_retry_seconds, self.max_retry_seconds, self.max_attempts)

@@ -23,13 +23,12 @@ from resources.publishing.ingestion import (
 )
 from resources.publishing.lock import IngestionLock, IngestionLocked
 from resources.publishing.results_reader import ResultsUnreadable
-from segmentation_assets.automation import (
-    alias_freshness_policy,
-    publish_automation_condition,
-)
+from segmentation_assets.automation import publish_automation_condition
 from segmentation_assets.calculation import members_key
+from segmentation_assets.conventions import OWNERS, asset_tags
 from segmentation_assets.core.segment_types import SegmentType
 from segmentation_assets.dagster_resources import (
+    ConfigStoreResource,
     ElasticsearchResource,
     LakeResource,
     RedisResource,
@@ -57,6 +56,13 @@ def _alias_follows(context: dg.AssetExecutionContext, segment_type: str) -> bool
     if steps is not None:
         return alias_key(segment_type).to_python_identifier() in steps
     return alias_key(segment_type) in context.job_def.asset_layer.selected_asset_keys
+
+
+def _newest_partition(context: dg.AssetExecutionContext) -> str:
+    """The partition a run publishes: its own, or the newest of a backfill's range (run as one). The
+    older ones of a range are calculated and recorded in the history, not indexed: the alias would
+    keep the newer one served anyway, so their indices would only be loaded to be deleted."""
+    return max(context.partition_keys)
 
 
 def _lock(context: dg.AssetExecutionContext, search: ElasticsearchResource, redis: RedisResource, segment_type: str) -> IngestionLock:
@@ -97,7 +103,9 @@ def _index_checks(report: IngestionReport) -> list[dg.AssetCheckResult]:
     ]
 
 
-def build_index_asset(segment_type: SegmentType, partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def build_index_asset(
+    segment_type: SegmentType, partitions_def: dg.PartitionsDefinition, retry_policy: dg.RetryPolicy | None = None
+) -> dg.AssetsDefinition:
     key = index_key(segment_type.name)
 
     @dg.asset(
@@ -106,7 +114,11 @@ def build_index_asset(segment_type: SegmentType, partitions_def: dg.PartitionsDe
         group_name=segment_type.name,
         partitions_def=partitions_def,
         kinds={"elasticsearch"},
+        owners=OWNERS,
+        tags=asset_tags(segment_type.name, "index"),
+        retry_policy=retry_policy,
         automation_condition=publish_automation_condition(),
+        backfill_policy=dg.BackfillPolicy.single_run(),
         check_specs=[
             dg.AssetCheckSpec(
                 COMPLETENESS_CHECK,
@@ -129,14 +141,16 @@ def build_index_asset(segment_type: SegmentType, partitions_def: dg.PartitionsDe
         lake: LakeResource,
         search: ElasticsearchResource,
         redis: RedisResource,
+        config_store: ConfigStoreResource,
     ) -> dg.MaterializeResult:
+        partition_key = _newest_partition(context)
         try:
             with _lock(context, search, redis, segment_type.name).held() as lock:
                 report = ingest_calculation(
                     search.writer(),
                     lake.lake(),
                     segment_type.name,
-                    context.partition_key,
+                    partition_key,
                     context.run.run_id,
                     search.ingestion_settings(),
                     confirm_lock=lock.confirm,
@@ -144,7 +158,16 @@ def build_index_asset(segment_type: SegmentType, partitions_def: dg.PartitionsDe
                 if report.complete and _alias_follows(context, segment_type.name):
                     lock.hand_over()
         except (IngestionLocked, IngestionFailed, ResultsUnreadable, FileNotFoundError) as error:
-            raise dg.Failure(description=str(error), metadata=_metadata(getattr(error, "metadata", {}))) from error
+            raise dg.Failure(
+                description=str(error),
+                metadata=_metadata(getattr(error, "metadata", {})),
+                # Another run's lock, or Elasticsearch lost midway, may pass; the results will not change.
+                allow_retries=isinstance(error, (IngestionLocked, IngestionFailed)),
+            ) from error
+        if report.complete:
+            config_store.history().set_index(
+                segment_type=segment_type.name, partition_key=partition_key, run_id=report.calculation_run_id, index=report.index
+            )
         context.log.info(
             f"{report.index}: {report.memberships} memberships in {report.documents} documents, "
             f"{report.seconds} s, {report.retried_documents} documents retried, {report.failed_documents} failed"
@@ -153,6 +176,8 @@ def build_index_asset(segment_type: SegmentType, partitions_def: dg.PartitionsDe
             metadata=_metadata(
                 {
                     "index": report.index,
+                    "partition": partition_key,
+                    "partitions_not_indexed": ", ".join(k for k in context.partition_keys if k != partition_key) or "none",
                     "previous_index": report.served_before or "none",
                     "documents": report.documents,
                     "bytes": report.bytes,
@@ -174,11 +199,12 @@ def build_index_asset(segment_type: SegmentType, partitions_def: dg.PartitionsDe
 
 def _index_of_partition(context: dg.AssetExecutionContext, segment_type: str) -> str:
     """The index that the latest materialization of this partition's index asset built."""
+    partition_key = _newest_partition(context)
     records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=index_key(segment_type), asset_partitions=[context.partition_key]), limit=1
+        dg.AssetRecordsFilter(asset_key=index_key(segment_type), asset_partitions=[partition_key]), limit=1
     ).records
     if not records or records[0].asset_materialization is None:
-        raise dg.Failure(f"no index was built for {segment_type} partition {context.partition_key}")
+        raise dg.Failure(f"no index was built for {segment_type} partition {partition_key}", allow_retries=False)
     return str(records[0].asset_materialization.metadata["index"].value)
 
 
@@ -199,15 +225,20 @@ def _alias_metadata(requested: str, move: AliasMove) -> dict[str, Any]:
     return _metadata(metadata)
 
 
-def build_alias_asset(segment_type: SegmentType, partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def build_alias_asset(
+    segment_type: SegmentType, partitions_def: dg.PartitionsDefinition, retry_policy: dg.RetryPolicy | None = None
+) -> dg.AssetsDefinition:
     @dg.asset(
         key=alias_key(segment_type.name),
         deps=[index_key(segment_type.name)],
         group_name=segment_type.name,
         partitions_def=partitions_def,
         kinds={"elasticsearch"},
+        owners=OWNERS,
+        tags=asset_tags(segment_type.name, "alias"),
+        retry_policy=retry_policy,
         automation_condition=publish_automation_condition(),
-        freshness_policy=alias_freshness_policy(partitions_def),
+        backfill_policy=dg.BackfillPolicy.single_run(),
         description=f"The aliases that serve {segment_type.name}: moved atomically to the partition's "
         "verified index, unless a newer calculation is served already. Lookups read only through them.",
     )
@@ -221,7 +252,7 @@ def build_alias_asset(segment_type: SegmentType, partitions_def: dg.PartitionsDe
                 lambda: publish_index(search.writer(), redis.client(), segment_type.name, requested, search.retention),
             )
         except (IngestionLocked, PublicationRefused) as error:
-            raise dg.Failure(description=str(error)) from error
+            raise dg.Failure(description=str(error), allow_retries=isinstance(error, IngestionLocked)) from error
         if move.kept_newer:
             context.log.warning(f"kept newer: {move.served} stays served; {requested} is an older calculation")
         else:

@@ -56,6 +56,8 @@ def make_namespace(services: Settings, tmp_path_factory: pytest.TempPathFactory)
                 "index_prefix": namespaces.index_prefix(run),
                 "lake_uri": str(root / "lake"),
                 "dagster_home": root / "dagster_home",
+                # A test that expects a step to fail wants it at once; tests of retries ask for them.
+                "step_max_retries": 0,
             }
         )
         upgrade_schema(database_url)

@@ -16,7 +16,8 @@ class ManifestSegment(BaseModel):
     version: int
     member_count: int
     attributes: SegmentAttributes = Field(default_factory=SegmentAttributes)
-    # Against the previous partition's results; absent when there were none to compare with.
+    # Against the segment's latest earlier calculation (its first: every member entered); absent
+    # when that calculation's results are no longer in the lake.
     entered: int | None = None
     exited: int | None = None
 

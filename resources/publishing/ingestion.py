@@ -53,6 +53,7 @@ class IngestionSettings:
 class IngestionReport:
     index: str
     served_before: str | None
+    calculation_run_id: str = ""  # the run that computed the loaded results (the manifest's)
     documents: int = 0
     memberships: int = 0
     segments: int = 0
@@ -106,7 +107,7 @@ def ingest_calculation(
     manifest = read_manifest(lake, results_uri)
     name = index_name(writer.prefix, segment_type, partition_key, run_id)
     served = writer.served_indices(segment_type)
-    report = IngestionReport(index=name, served_before=served[0] if served else None)
+    report = IngestionReport(index=name, served_before=served[0] if served else None, calculation_run_id=manifest.run_id)
     meta = {
         "segment_type": segment_type,
         "partition_key": partition_key,

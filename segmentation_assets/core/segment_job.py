@@ -12,12 +12,12 @@ from datetime import datetime, timezone
 from typing import Any, get_args
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from resources.lake.manifest import (
     CalculationManifest,
     ManifestSegment,
-    manifest_uri,
     write_manifest,
 )
 from resources.lake.storage import Lake
@@ -43,8 +43,11 @@ class SegmentJobRequest:
     lake_uri: str
     run_id: str
     configs: list[SegmentConfig] = field(default_factory=list)
-    # The previous partition's results, to count who entered and exited each segment.
-    previous_results_uri: str | None = None
+    # Who entered and exited each segment is counted against its latest earlier calculation:
+    # results folder -> the segments compared with it. A segment in `first_calculations` has
+    # none (every member entered); one in neither has one whose results are gone (unknown: null).
+    earlier_results: dict[str, list[str]] = field(default_factory=dict)
+    first_calculations: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,14 +112,24 @@ def configs_frame(spark: SparkSession, segment_type: SegmentType, configs: list[
     return spark.createDataFrame(rows, schema)
 
 
-def _entered_and_exited(spark: SparkSession, current_uri: str, previous_uri: str) -> dict[str, tuple[int, int]]:
-    """segment_id -> (members that entered, members that exited) since the previous results."""
-    current = spark.read.parquet(Lake.for_spark(current_uri))
-    previous = spark.read.parquet(Lake.for_spark(previous_uri))
+def _entered_and_exited(
+    spark: SparkSession, current_uri: str, earlier_results: dict[str, list[str]]
+) -> dict[str, tuple[int, int]]:
+    """segment_id -> (members that entered, members that exited) since its earlier results."""
     keys = ["segment_id", "customer_id"]
-    entered = {r["segment_id"]: r["count"] for r in current.join(previous, keys, "left_anti").groupBy("segment_id").count().collect()}
-    exited = {r["segment_id"]: r["count"] for r in previous.join(current, keys, "left_anti").groupBy("segment_id").count().collect()}
-    return {s: (entered.get(s, 0), exited.get(s, 0)) for s in set(entered) | set(exited)}
+    earlier = None
+    for uri, segment_ids in earlier_results.items():
+        compared = F.broadcast(spark.createDataFrame([(i,) for i in segment_ids], "segment_id string"))
+        part = spark.read.parquet(Lake.for_spark(uri)).join(compared, "segment_id")
+        earlier = part if earlier is None else earlier.unionByName(part)
+    if earlier is None:
+        return {}
+    compared_ids = [i for ids in earlier_results.values() for i in ids]
+    compared = F.broadcast(spark.createDataFrame([(i,) for i in compared_ids], "segment_id string"))
+    current = spark.read.parquet(Lake.for_spark(current_uri)).join(compared, "segment_id")
+    entered = {r["segment_id"]: r["count"] for r in current.join(earlier, keys, "left_anti").groupBy("segment_id").count().collect()}
+    exited = {r["segment_id"]: r["count"] for r in earlier.join(current, keys, "left_anti").groupBy("segment_id").count().collect()}
+    return {s: (entered.get(s, 0), exited.get(s, 0)) for s in compared_ids}
 
 
 def run_segment_job(spark: SparkSession, request: SegmentJobRequest) -> SegmentJobResult:
@@ -147,17 +160,14 @@ def run_segment_job(spark: SparkSession, request: SegmentJobRequest) -> SegmentJ
     written = spark.read.parquet(Lake.for_spark(results_uri)).groupBy("segment_id").count().collect()
     member_counts = {c.segment_id: 0 for c in request.configs}
     member_counts.update({row["segment_id"]: row["count"] for row in written})
-    changes = (
-        _entered_and_exited(spark, results_uri, request.previous_results_uri)
-        if request.previous_results_uri and lake.exists(manifest_uri(request.previous_results_uri))
-        else None
-    )
+    changes = _entered_and_exited(spark, results_uri, request.earlier_results)
+    changes.update({i: (member_counts[i], 0) for i in request.first_calculations})
     quality = raw.quality_report()
     seconds = round(time.monotonic() - started, 3)
 
     segments = []
     for config in sorted(request.configs, key=lambda c: c.segment_id):
-        entered, exited = changes.get(config.segment_id, (0, 0)) if changes is not None else (None, None)
+        entered, exited = changes.get(config.segment_id, (None, None))
         segments.append(
             ManifestSegment(
                 segment_id=config.segment_id,

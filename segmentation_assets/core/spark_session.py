@@ -58,6 +58,30 @@ def s3a_settings(endpoint_url: str | None) -> dict[str, str]:
 JOB_SQL_SETTINGS = {"spark.sql.session.timeZone": "UTC", "spark.sql.legacy.parquet.nanosAsLong": "true"}
 
 
+def local_spark_config(
+    *,
+    master: str = "local[*]",
+    driver_memory: str = "2g",
+    shuffle_partitions: int = 8,
+    lake_uri: str = "",
+) -> dict[str, str]:
+    """Every setting of a local session; the s3a connector's only for a lake on S3."""
+    config = {
+        "spark.master": master,
+        "spark.app.name": "segmentation",
+        "spark.driver.memory": driver_memory,
+        "spark.sql.shuffle.partitions": str(shuffle_partitions),
+        "spark.sql.adaptive.enabled": "true",
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.log.level": "ERROR",
+        **JOB_SQL_SETTINGS,
+    }
+    if lake_uri.startswith(("s3://", "s3a://")):
+        config |= s3a_settings(os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"))
+    return config
+
+
 def local_spark_session(
     *,
     master: str = "local[*]",
@@ -65,23 +89,12 @@ def local_spark_session(
     shuffle_partitions: int = 8,
     lake_uri: str = "",
 ) -> SparkSession:
+    """The process's session, made with `local_spark_config` if there is none yet (else as it is)."""
     with _lock:
         active = SparkSession.getActiveSession()
         if active is not None:
             return active
-        builder = (
-            SparkSession.builder.master(master)
-            .appName("segmentation")
-            .config("spark.driver.memory", driver_memory)
-            .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
-            .config("spark.sql.adaptive.enabled", "true")
-            .config("spark.ui.enabled", "false")
-            .config("spark.ui.showConsoleProgress", "false")
-            .config(map=JOB_SQL_SETTINGS)
+        config = local_spark_config(
+            master=master, driver_memory=driver_memory, shuffle_partitions=shuffle_partitions, lake_uri=lake_uri
         )
-        if lake_uri.startswith(("s3://", "s3a://")):
-            for key, value in s3a_settings(os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")).items():
-                builder = builder.config(key, value)
-        session = builder.getOrCreate()
-        session.sparkContext.setLogLevel("ERROR")
-        return session
+        return SparkSession.builder.config(map=config).getOrCreate()

@@ -61,21 +61,23 @@ def test_cache_pressure_evicts_neither_the_lock_nor_the_generation(split: Settin
     services_up(split)
     cache, coordination = redis.Redis.from_url(split.redis_url), redis.Redis.from_url(split.coordination_redis_url)
     cache.config_set("maxmemory", "2mb")  # this test's own cache server: fill it quickly
-    publishing = build_resources(split)["redis"].client()  # what the index and alias assets use
-    generation = record_switch(publishing, split.index_prefix, "new_customers", "segments-new_customers-x", 0)
-    lock = IngestionLock(publishing, split.index_prefix, "new_customers", 600, owner="run-under-pressure")
+    # What the index and alias assets use, as Dagster starts it (its URL from the environment).
+    with build_resources(split)["redis"].process_config_and_initialize_cm() as coordination_resource:
+        publishing = coordination_resource.client()
+        generation = record_switch(publishing, split.index_prefix, "new_customers", "segments-new_customers-x", 0)
+        lock = IngestionLock(publishing, split.index_prefix, "new_customers", 600, owner="run-under-pressure")
 
-    with lock.held() as held:
-        entry = b"x" * 4096
-        for batch in range(100):  # up to ~20 MB of cache entries (with their TTL) into a 2 MB cache
-            pipeline = cache.pipeline(transaction=False)
-            for n in range(50):
-                pipeline.set(f"{split.index_prefix}:lookup:m:c{batch}-{n}", entry, ex=3600)
-            pipeline.execute()
-            if cache.info("stats")["evicted_keys"] > 1_000:
-                break
-        assert cache.info("stats")["evicted_keys"] > 1_000
-        held.confirm()  # raises unless Redis says the lock is still ours
+        with lock.held() as held:
+            entry = b"x" * 4096
+            for batch in range(100):  # up to ~20 MB of cache entries (with their TTL) into a 2 MB cache
+                pipeline = cache.pipeline(transaction=False)
+                for n in range(50):
+                    pipeline.set(f"{split.index_prefix}:lookup:m:c{batch}-{n}", entry, ex=3600)
+                pipeline.execute()
+                if cache.info("stats")["evicted_keys"] > 1_000:
+                    break
+            assert cache.info("stats")["evicted_keys"] > 1_000
+            held.confirm()  # raises unless Redis says the lock is still ours
 
     assert coordination.get(ingestion_lock_key(split.index_prefix, "new_customers")) is None  # released on leaving
     assert cache.get(ingestion_lock_key(split.index_prefix, "new_customers")) is None  # never on the cache

@@ -11,22 +11,25 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
-from resources.settings import PROJECT_ROOT, Settings
-from segmentation_assets.instance import DAGSTER_DATABASE_URL_VARIABLE, dagster_database_url
+from devtools.synthetic_lake import generate_lake
+from resources.config_store.database import session_factory
+from resources.config_store.history import CalculationHistory
+from resources.config_store.segments import SegmentRepository
+from resources.settings import Settings
+from segmentation_assets.core.segment_types import SEGMENT_TYPES
+from segmentation_assets.instance import DAGSTER_DATABASE_URL_VARIABLE
+from tests.integration.dagster_ui_server import dagster_schema, running_ui
 from tests.integration.results_folder import write_results
-from tests.reliability.sustained_load import free_port, settings_environment
+from tests.reference import ReferenceLake
+from tests.reliability.sustained_load import settings_environment
 
 pytestmark = pytest.mark.integration
 
@@ -34,55 +37,15 @@ CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
 PARTITION = "2026-11-20"
 SEGMENTS = {"seg-ui-a": [f"c{n:04d}" for n in range(30)], "seg-ui-b": [f"c{n:04d}" for n in range(20, 45)]}
-LOADED_WITHIN = 180  # seconds: the code location imports Spark's side of the definitions
 
 
 @pytest.fixture(scope="module")
-def dagster_database(services: Settings) -> Iterator[str]:
-    """A schema of its own in the Dagster database, so that the runs here never show in the
-    project's own UI (nor its runs here)."""
-    schema = f"ui_{uuid.uuid4().hex[:8]}"
-    url = make_url(dagster_database_url(services))
-    engine = create_engine(url)
-    with engine.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    yield url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-    with engine.begin() as connection:
-        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def ui(settings: Settings, dagster_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def ui(settings: Settings, services: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     write_results(settings.lake_uri, "new_customers", PARTITION, SEGMENTS)
-    port = free_port()
-    log = (tmp_path_factory.mktemp("ui") / "ui.log").open("w")
-    env = {**os.environ, **settings_environment(settings), DAGSTER_DATABASE_URL_VARIABLE: dagster_database}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "ui", "--port", str(port)], cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
-    query = '{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }'
-    deadline = time.monotonic() + LOADED_WITHIN
-    while True:
-        assert process.poll() is None, f"`segmentation ui` exited; see {log.name}"
-        try:
-            entries = httpx.post(f"{url}/graphql", json={"query": query}, timeout=5).json()["data"]["workspaceOrError"]["locationEntries"]
-            if entries and entries[0]["loadStatus"] == "LOADED":
-                assert [e["name"] for e in entries] == ["segmentation"]
-                break
-        except (httpx.HTTPError, KeyError, TypeError):
-            pass
-        assert time.monotonic() < deadline, f"the code location did not load; see {log.name}"
-        time.sleep(1)
-    yield url
-    process.terminate()
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(10)
-    log.close()
+    with dagster_schema(services, "ui") as dagster_database:
+        env = {**os.environ, **settings_environment(settings), DAGSTER_DATABASE_URL_VARIABLE: dagster_database}
+        with running_ui(env, tmp_path_factory.mktemp("ui") / "ui.log") as url:
+            yield url
 
 
 @pytest.fixture(scope="module")
@@ -194,3 +157,71 @@ def walk_through(driver, ui: str, tmp_path: Path) -> None:
         assert lines[lines.index(check) + 1] == "Succeeded", checks[:1500]
     wait_for_text(driver, "Passed")
     driver.save_screenshot(str(tmp_path / "checks.png"))
+
+
+# --- a backfill, as the UI launches it, run by the daemon --------------------------------------------------------
+
+BACKFILL = ["2026-11-21", "2026-11-22", "2026-11-23"]
+LAUNCH_BACKFILL = """
+mutation Launch($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}"""
+BACKFILL_STATUS = "query Status($id: String!) { partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } } }"
+BACKFILL_RUNS = """
+query Runs($id: String!) {
+  runsOrError(filter: {tags: [{key: "dagster/backfill", value: $id}]}) {
+    ... on Runs { results { runId status tags { key value } } }
+  }
+}"""
+
+
+def graphql(ui: str, query: str, **variables: object) -> dict:
+    response = httpx.post(f"{ui}/graphql", json={"query": query, "variables": variables}, timeout=30)
+    response.raise_for_status()
+    body = response.json()
+    assert "errors" not in body, body
+    return body["data"]
+
+
+def test_a_backfill_of_many_partitions_runs_as_one_run(ui: str, settings: Settings) -> None:
+    """The same request the UI's "Launch backfill" sends (the whole type, three partitions); the
+    daemon turns it into one run, whose history counts each partition against the one before."""
+    generate_lake(settings.lake_uri, customers=300, days=15, seed=5, end=date(2026, 11, 23))
+    params = {"max_days_since_signup": 5}
+    segment = SegmentRepository(session_factory(settings.database_url)).create(
+        name="ui backfill", segment_type="new_customers", params=params,
+        targeting=SEGMENT_TYPES["new_customers"].parse_params(params).targeting(),
+        labels={}, description=None, status="active", actor="test",
+    )
+    launch = {"partitionNames": BACKFILL, "assetSelection": [{"path": ["new_customers", s]} for s in ("members", "index", "alias")]}
+    launched = graphql(ui, LAUNCH_BACKFILL, params=launch)["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    deadline = time.monotonic() + 300
+    while (status := graphql(ui, BACKFILL_STATUS, id=launched["backfillId"])["partitionBackfillOrError"]["status"]) not in (
+        "COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED"
+    ):
+        assert time.monotonic() < deadline, f"the backfill is still {status}"
+        time.sleep(2)
+    runs = graphql(ui, BACKFILL_RUNS, id=launched["backfillId"])["runsOrError"]["results"]
+    assert [r["status"] for r in runs] == ["SUCCESS"], (status, runs)
+    tags = {t["key"]: t["value"] for t in runs[0]["tags"]}
+    assert (tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]) == (BACKFILL[0], BACKFILL[-1])
+
+    reference = ReferenceLake(Path(settings.lake_uri))
+    members = {
+        p: reference.members("new_customers", datetime.combine(date.fromisoformat(p) + timedelta(days=1), datetime.min.time(), timezone.utc), params)
+        for p in BACKFILL
+    }
+    history = CalculationHistory(session_factory(settings.database_url)).of_segment(segment.id, limit=10)
+    assert [c.partition for c in history] == BACKFILL[::-1]
+    expected = [(len(members[BACKFILL[0]]), len(members[BACKFILL[0]]), 0)] + [
+        (len(members[now]), len(members[now] - members[before]), len(members[before] - members[now]))
+        for before, now in zip(BACKFILL, BACKFILL[1:])
+    ]
+    assert [(c.member_count, c.entered, c.exited) for c in history[::-1]] == expected
+    # Only the newest partition of the range is indexed, and served.
+    assert [c.index is not None for c in history] == [True, False, False]

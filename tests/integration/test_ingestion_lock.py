@@ -184,3 +184,43 @@ def test_two_ingestions_of_one_type_at_once_one_runs_one_refuses(namespace, prox
     assert outcome["first"].success, failure_text(outcome["first"])
     assert served(namespace) == [materialization(outcome["first"], "index")["index"]]
     assert lock_holder(namespace) is None
+
+
+def test_a_step_refused_by_a_held_lock_is_retried_and_publishes_once_it_is_free(namespace) -> None:
+    """The steps' retry policy (Settings.step_max_retries): another run's lock may pass."""
+    from definitions import build_definitions
+    from segmentation_assets.index_and_alias import alias_key, index_key
+
+    write_results(namespace.lake_uri, TYPE, "2026-11-22", {"a": ["c1", "c2", "c3"]})
+    retrying = namespace.model_copy(update={"step_max_retries": 2, "step_retry_delay_seconds": 2.0})
+    other = IngestionLock(redis.Redis.from_url(namespace.coordination_redis_url), namespace.index_prefix, TYPE, 30, "another-run")
+    other.acquire()
+    releaser = threading.Timer(1.0, other.release)
+    releaser.start()
+    job = build_definitions(retrying).resolve_implicit_global_asset_job_def()
+    with dg.instance_for_test() as instance:
+        result = job.execute_in_process(
+            partition_key="2026-11-22", asset_selection=[index_key(TYPE), alias_key(TYPE)], instance=instance, raise_on_error=False
+        )
+    releaser.join()
+    assert result.success, failure_text(result)
+    retried = [e.step_key for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    assert retried == [index_key(TYPE).to_python_identifier()]
+    assert served(namespace) == [materialization(result, "index")["index"]]
+
+
+def test_without_retries_a_held_lock_fails_the_step_at_once(namespace) -> None:
+    from definitions import build_definitions
+    from segmentation_assets.index_and_alias import index_key
+
+    write_results(namespace.lake_uri, TYPE, "2026-11-22", {"a": ["c1"]})
+    other = IngestionLock(redis.Redis.from_url(namespace.coordination_redis_url), namespace.index_prefix, TYPE, 30, "another-run")
+    with other.held():
+        job = build_definitions(namespace).resolve_implicit_global_asset_job_def()
+        with dg.instance_for_test() as instance:
+            started = time.monotonic()
+            result = job.execute_in_process(
+                partition_key="2026-11-22", asset_selection=[index_key(TYPE)], instance=instance, raise_on_error=False
+            )
+    assert not result.success and time.monotonic() - started < 30
+    assert not [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]

@@ -26,7 +26,7 @@ def run_job(
         lake_uri=str(lake_root),
         run_id="test-run",
         configs=[SegmentConfig(segment_id=i, version=1, params=p) for i, p in params_by_id.items()],
-        previous_results_uri=lake.results_dir(segment_type, previous_partition) if previous_partition else None,
+        earlier_results={lake.results_dir(segment_type, previous_partition): list(params_by_id)} if previous_partition else {},
     )
     result = run_segment_job(local_spark_session(shuffle_partitions=4), request)
     rows = ds.dataset(result.results_uri, format="parquet").to_table().to_pylist()

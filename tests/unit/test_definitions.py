@@ -52,3 +52,22 @@ def test_a_running_refresh_schedule_per_type_targets_the_last_closed_window() ->
     for schedule in schedules.values():
         assert schedule.cron_schedule == "30 2 * * *"
         assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+
+
+def test_every_asset_is_owned_tagged_retried_and_backfilled_in_one_run() -> None:
+    defs = build_definitions(Settings(step_max_retries=4, step_retry_delay_seconds=7))
+    for segment_type in SEGMENT_TYPES:
+        for stage, name in (("calculation", "members"), ("index", "index"), ("alias", "alias")):
+            key = dg.AssetKey([segment_type, name])
+            asset = defs.resolve_assets_def(key)
+            spec = next(s for s in asset.specs if s.key == key)
+            assert spec.owners == ["team:segmentation"]
+            assert {"segment_type": segment_type, "stage": stage}.items() <= spec.tags.items()
+            assert asset.backfill_policy == dg.BackfillPolicy.single_run()
+            policy = asset.op.retry_policy
+            assert (policy.max_retries, policy.delay, policy.backoff) == (4, 7, dg.Backoff.EXPONENTIAL)
+
+
+def test_no_retries_by_setting() -> None:
+    defs = build_definitions(Settings(step_max_retries=0))
+    assert defs.resolve_assets_def(dg.AssetKey(["new_customers", "index"])).op.retry_policy is None

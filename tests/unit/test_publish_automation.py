@@ -1,9 +1,9 @@
 """Publishing follows a calculation by itself: the definitions carry the automation conditions, the
-sensor that evaluates them (on by default), the freshness policies and the rollback job."""
+sensor that evaluates them (on by default), the aliases' freshness checks and the rollback job."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import dagster as dg
 import pytest
@@ -11,19 +11,38 @@ import pytest
 from definitions import build_definitions
 from resources.settings import Settings
 from segmentation_assets.automation import PUBLISH_AUTOMATION_SENSOR
+from segmentation_assets.freshness import ALIAS_FRESHNESS_SENSOR, FRESHNESS_CHECK
 from segmentation_assets.calculation import members_key
 from segmentation_assets.index_and_alias import alias_key, index_key
 from segmentation_assets.rollback import ROLLBACK_JOB
 from segmentation_assets.core.segment_types import SEGMENT_TYPES
 
 
-@pytest.mark.parametrize(("granularity", "warn", "fail"), [("daily", timedelta(hours=30), timedelta(hours=48)), ("hourly", timedelta(minutes=75), timedelta(hours=2))])
-def test_each_alias_has_a_freshness_policy_from_its_partitions(granularity: str, warn: timedelta, fail: timedelta) -> None:
-    defs = build_definitions(Settings(partition_granularity=granularity))
+@pytest.mark.parametrize(
+    ("granularity", "hour", "minute", "deadline"),
+    [
+        ("daily", 1, 15, "15 4 * * *"),  # the refresh time plus 3 hours
+        ("daily", 22, 30, "59 23 * * *"),  # within the day: at 01:30 the next day's window is not due yet
+        ("hourly", 1, 15, "45 * * * *"),  # the minute plus 30 minutes; the hour does not apply
+        ("hourly", 1, 45, "59 * * * *"),  # within the hour, likewise
+    ],
+)
+def test_each_alias_has_a_freshness_check_due_after_its_refresh(granularity: str, hour: int, minute: int, deadline: str) -> None:
+    defs = build_definitions(
+        Settings(partition_granularity=granularity, refresh_hour_of_day=hour, refresh_minute_of_hour=minute)
+    )
+    deadlines = {
+        spec.asset_key: spec.metadata["dagster/freshness_params"].value["deadline_cron"]
+        for checks in defs.asset_checks
+        for spec in checks.check_specs
+        if spec.name == FRESHNESS_CHECK
+    }
+    assert deadlines == {alias_key(name): deadline for name in SEGMENT_TYPES}
     for name in SEGMENT_TYPES:
         [spec] = defs.resolve_assets_def(alias_key(name)).specs
-        policy = spec.freshness_policy
-        assert policy == dg.FreshnessPolicy.time_window(fail_window=fail, warn_window=warn)
+        assert spec.freshness_policy is None  # one definition of stale: the check
+    sensor = defs.resolve_sensor_def(ALIAS_FRESHNESS_SENSOR)
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
 
 
 def test_the_publish_sensor_is_running_by_default_and_targets_every_index_and_alias() -> None:
