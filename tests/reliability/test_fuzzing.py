@@ -45,6 +45,7 @@ READ_OPERATIONS = {  # what a read key may call; the rest needs admin
     ("GET", "/v1/segments/{segment_id}/members/{customer_id}"),
     ("GET", "/v1/segments/{segment_id}/members"),
     ("GET", "/v1/segments/{segment_id}/stats"),
+    ("GET", "/v1/segments/{segment_id}/history"),
 }
 
 

@@ -42,6 +42,7 @@ READ = {
     ("GET", "/v1/segments/{segment_id}/members/{customer_id}"),
     ("GET", "/v1/segments/{segment_id}/members"),
     ("GET", "/v1/segments/{segment_id}/stats"),
+    ("GET", "/v1/segments/{segment_id}/history"),
 }
 PATH_VALUES = {"customer_id": "c0001", "segment_id": "seg-0"}
 
