@@ -216,7 +216,11 @@ def test_a_backfill_of_many_partitions_runs_as_one_run(ui: str, settings: Settin
         p: reference.members("new_customers", datetime.combine(date.fromisoformat(p) + timedelta(days=1), datetime.min.time(), timezone.utc), params)
         for p in BACKFILL
     }
-    history = CalculationHistory(session_factory(settings.database_url)).of_segment(segment.id, limit=10)
+    # The daemon's refresh-on-change sensor may calculate the new segment's latest closed day too.
+    history = [
+        c for c in CalculationHistory(session_factory(settings.database_url)).of_segment(segment.id, limit=10)
+        if c.partition in BACKFILL
+    ]
     assert [c.partition for c in history] == BACKFILL[::-1]
     expected = [(len(members[BACKFILL[0]]), len(members[BACKFILL[0]]), 0)] + [
         (len(members[now]), len(members[now] - members[before]), len(members[before] - members[now]))

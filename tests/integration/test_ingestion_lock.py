@@ -187,25 +187,42 @@ def test_two_ingestions_of_one_type_at_once_one_runs_one_refuses(namespace, prox
 
 
 def test_a_step_refused_by_a_held_lock_is_retried_and_publishes_once_it_is_free(namespace) -> None:
-    """The steps' retry policy (Settings.step_max_retries): another run's lock may pass."""
+    """The steps' retry policy (Settings.step_max_retries): another run's lock may pass. The lock is
+    released once the step has been refused and is waiting for its retry."""
     from definitions import build_definitions
     from segmentation_assets.index_and_alias import alias_key, index_key
 
     write_results(namespace.lake_uri, TYPE, "2026-11-22", {"a": ["c1", "c2", "c3"]})
-    retrying = namespace.model_copy(update={"step_max_retries": 2, "step_retry_delay_seconds": 2.0})
-    other = IngestionLock(redis.Redis.from_url(namespace.coordination_redis_url), namespace.index_prefix, TYPE, 30, "another-run")
+    # Jitter can make a retry come at once, before the lock is released: room for a second one.
+    retrying = namespace.model_copy(update={"step_max_retries": 3, "step_retry_delay_seconds": 2.0})
+    other = IngestionLock(redis.Redis.from_url(namespace.coordination_redis_url), namespace.index_prefix, TYPE, 60, "another-run")
     other.acquire()
-    releaser = threading.Timer(1.0, other.release)
-    releaser.start()
     job = build_definitions(retrying).resolve_implicit_global_asset_job_def()
+    outcome: dict[str, dg.ExecuteInProcessResult] = {}
     with dg.instance_for_test() as instance:
-        result = job.execute_in_process(
-            partition_key="2026-11-22", asset_selection=[index_key(TYPE), alias_key(TYPE)], instance=instance, raise_on_error=False
+        runner = threading.Thread(
+            target=lambda: outcome.update(
+                result=job.execute_in_process(
+                    partition_key="2026-11-22",
+                    asset_selection=[index_key(TYPE), alias_key(TYPE)],
+                    instance=instance,
+                    raise_on_error=False,
+                )
+            )
         )
-    releaser.join()
+        runner.start()
+        deadline = time.monotonic() + 120
+        while not any(
+            instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY) for run in instance.get_runs()
+        ):
+            assert runner.is_alive() and time.monotonic() < deadline, "the step was never refused and retried"
+            time.sleep(0.1)
+        other.release()
+        runner.join(120)
+    result = outcome["result"]
     assert result.success, failure_text(result)
     retried = [e.step_key for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
-    assert retried == [index_key(TYPE).to_python_identifier()]
+    assert retried and set(retried) == {index_key(TYPE).to_python_identifier()}
     assert served(namespace) == [materialization(result, "index")["index"]]
 
 
