@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from datetime import timedelta
 
 import dagster as dg
 from dagster_pyspark import LazyPySparkResource
@@ -17,6 +18,7 @@ from segmentation_assets.dagster_resources import (
 )
 from segmentation_assets.emr_runner import EmrServerlessRunner
 from segmentation_assets.secret_settings import secret_setting
+from resources.redis_clients import coordination_server
 from resources.settings import Settings, get_settings
 from segmentation_assets.calculation import build_members_asset
 from segmentation_assets.conventions import step_retry_policy
@@ -25,6 +27,7 @@ from segmentation_assets.alerts import alert_sensors, alert_webhook_resource
 from segmentation_assets.automation import publish_automation_sensor
 from segmentation_assets.freshness import alias_freshness_checks, alias_freshness_sensor, freshness_deadline_cron
 from segmentation_assets.index_and_alias import alias_key, build_alias_asset, build_index_asset, index_key
+from segmentation_assets.previews import PREVIEW_SPARK_SETTINGS, build_preview_job, preview_sensor
 from segmentation_assets.refresh import refresh_on_change_sensor
 from segmentation_assets.rollback import rollback_alias_job
 from segmentation_assets.run_logs import log_runs_as_platform_lines, platform_console_logger
@@ -39,6 +42,17 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning, message=".*backfill_p
 log_runs_as_platform_lines()
 
 
+def local_spark(settings: Settings, **extra: str) -> LazyPySparkResource:
+    """A Spark session in the run's own process (local[*]): the calculation's in local mode, and
+    the previews' in either mode (with `PREVIEW_SPARK_SETTINGS`)."""
+    spark_config = local_spark_config(
+        driver_memory=settings.spark_driver_memory,
+        shuffle_partitions=settings.spark_shuffle_partitions,
+        lake_uri=settings.lake_uri,  # a lake on S3 adds the s3a connector
+    )
+    return LazyPySparkResource(spark_config=spark_config | extra)
+
+
 def build_segment_job_runner(settings: Settings) -> SegmentJobRunner:
     if settings.spark_mode == "emr":
         missing = [n for n in ("emr_application_id", "emr_execution_role_arn", "emr_code_uri") if not getattr(settings, n)]
@@ -49,12 +63,7 @@ def build_segment_job_runner(settings: Settings) -> SegmentJobRunner:
             execution_role_arn=settings.emr_execution_role_arn,
             code_uri=settings.emr_code_uri,
         )
-    spark_config = local_spark_config(
-        driver_memory=settings.spark_driver_memory,
-        shuffle_partitions=settings.spark_shuffle_partitions,
-        lake_uri=settings.lake_uri,  # a lake on S3 adds the s3a connector
-    )
-    return LocalSparkRunner(pyspark=LazyPySparkResource(spark_config=spark_config))
+    return LocalSparkRunner(pyspark=local_spark(settings))
 
 
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
@@ -63,6 +72,8 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
         "lake": LakeResource(uri=settings.lake_uri),
         "spark": build_segment_job_runner(settings),
+        # Previews run in the preview run's process, whatever the Spark mode (docs/operations.md).
+        "preview_spark": local_spark(settings, **PREVIEW_SPARK_SETTINGS),
         "config_store": ConfigStoreResource(database_url=secret_setting(settings, "database_url")),
         "search": ElasticsearchResource(
             url=secret_setting(settings, "elasticsearch_url"),
@@ -76,8 +87,10 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             retention=settings.index_retention,
             replicas=settings.index_replicas,
         ),
-        "redis": RedisResource(
-            url=secret_setting(settings, coordination_redis), ingestion_lock_seconds=settings.ingest_lock_seconds
+        "redis": RedisResource.for_server(
+            coordination_server(settings),
+            url=secret_setting(settings, coordination_redis),
+            ingestion_lock_seconds=settings.ingest_lock_seconds,
         ),
         "alert_webhook": alert_webhook_resource(settings),
     }
@@ -109,6 +122,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         )
         for job in refresh_jobs
     ]
+    previews = build_preview_job(partitions_def)
     publish_keys = [key for t in SEGMENT_TYPES for key in (index_key(t), alias_key(t))]
     freshness_checks = alias_freshness_checks(
         SEGMENT_TYPES,
@@ -118,7 +132,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=assets,
         asset_checks=freshness_checks,
-        jobs=[rollback_alias_job, *refresh_jobs],
+        jobs=[rollback_alias_job, *refresh_jobs, previews],
         schedules=schedules,
         sensors=[
             publish_automation_sensor(publish_keys),
@@ -130,6 +144,11 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             ),
             alias_freshness_sensor(freshness_checks),
             *alert_sensors(),
+            preview_sensor(
+                previews,
+                timeout_seconds=settings.preview_timeout_seconds,
+                retention=timedelta(hours=settings.preview_retention_hours),
+            ),
         ],
         resources=build_resources(settings),
         loggers={"console": platform_console_logger},

@@ -9,7 +9,6 @@ import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 
-import redis.asyncio as aioredis
 from elasticsearch import AsyncElasticsearch
 from fastapi import FastAPI
 
@@ -20,7 +19,16 @@ from resources.config_store.database import engine_for, session_factory
 from resources.config_store.guard import ConfigStoreGuard
 from resources.config_store.revocations import listen_for_revocations
 from resources.config_store.history import CalculationHistory
+from resources.config_store.previews import PreviewRepository
 from resources.config_store.segments import SegmentRepository
+from resources.redis_clients import (
+    AsyncRedis,
+    RedisServer,
+    async_redis_client,
+    cache_server,
+    check_cluster_mode_async,
+    coordination_server,
+)
 from resources.serving.cache import GenerationFile, LookupCache
 from resources.serving.export import SegmentExport
 from resources.serving.lookups import SegmentLookups
@@ -53,18 +61,26 @@ def generation_file(settings: Settings) -> GenerationFile:
     return GenerationFile(settings.state_dir / "api" / f"{settings.index_prefix}.generation")
 
 
-def _redis(url: str, settings: Settings) -> aioredis.Redis:
-    return aioredis.Redis.from_url(
-        url, socket_timeout=settings.api_redis_timeout_seconds, socket_connect_timeout=settings.api_redis_timeout_seconds
+def _redis(server: RedisServer, settings: Settings) -> AsyncRedis:
+    return async_redis_client(
+        server, socket_timeout=settings.api_redis_timeout_seconds, socket_connect_timeout=settings.api_redis_timeout_seconds
     )
 
 
-def open_state(settings: Settings) -> tuple[AppState, AsyncElasticsearch, list[aioredis.Redis]]:
+async def check_redis_servers(settings: Settings) -> None:
+    """Fails the startup when a Redis is not in the mode its cluster setting says (the message
+    names the setting); a Redis that does not answer now is left to the breakers."""
+    servers = [cache_server(settings)] + ([coordination_server(settings)] if settings.lock_redis_url else [])
+    for server in servers:
+        await check_cluster_mode_async(server)
+
+
+def open_state(settings: Settings) -> tuple[AppState, AsyncElasticsearch, list[AsyncRedis]]:
     """The process's state, and the clients that the lifespan closes at the end."""
     sessions = session_factory(settings.database_url)
     es = search_client(settings.elasticsearch_url, settings.api_search_budget_seconds)
-    redis = _redis(settings.redis_url, settings)
-    coordination = _redis(settings.coordination_redis_url, settings) if settings.lock_redis_url else redis
+    redis = _redis(cache_server(settings), settings)
+    coordination = _redis(coordination_server(settings), settings) if settings.lock_redis_url else redis
     breakers = breaker_factory(settings.api_breaker_failures, settings.api_breaker_open_seconds)
     guard = SearchGuard(
         breakers, budget_seconds=settings.api_search_budget_seconds, open_seconds=settings.api_breaker_open_seconds
@@ -84,6 +100,7 @@ def open_state(settings: Settings) -> tuple[AppState, AsyncElasticsearch, list[a
         settings=settings,
         segments=SegmentRepository(sessions),
         history=CalculationHistory(sessions),
+        previews=PreviewRepository(sessions),
         config_store=config_store,
         api_keys=ApiKeyCache(
             ApiKeyRepository(sessions), config_store=config_store, accept_legacy=settings.api_accept_legacy_keys
@@ -100,11 +117,13 @@ def open_state(settings: Settings) -> tuple[AppState, AsyncElasticsearch, list[a
 def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await check_redis_servers(settings)
         state, es, redis_clients = open_state(settings)
         PARTITION_PERIOD.set(settings.partition_seconds)
         app.state.segmentation = state
         # What Elasticsearch serves corrects what Redis lacks or lost of it, before the first lookup.
         reconciler = state.lookups.cache
+        await reconciler.carry_over_untagged_record()
         failing = await refresh_served_state(es, settings.index_prefix, reconciler=reconciler)
         background = [
             asyncio.create_task(_refresh_archived(state)),

@@ -7,6 +7,7 @@ import json
 from fastapi import FastAPI
 
 from api.config import routes as config_routes
+from api.console import mount_console
 from api.errors import install_error_handlers
 from api.health import metrics as metrics_routes
 from api.health import routes as health_routes
@@ -21,6 +22,7 @@ from api.middleware.body_limit import (
 from api.middleware.request_context import RequestContext
 from api.middleware.request_metrics import RequestMetrics
 from api.openapi_errors import ADMIN_ERRORS, LOOKUP_ERRORS
+from api.previews import routes as preview_routes
 from resources.json_logs import configure_logging
 from resources.settings import PROJECT_ROOT, Settings, get_settings
 
@@ -39,7 +41,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(
-        RequestBodyLimit, default_max_bytes=DEFAULT_BODY_MAX_BYTES, max_bytes_by_prefix={"/v1/segments": CONFIG_BODY_MAX_BYTES}
+        RequestBodyLimit,
+        default_max_bytes=DEFAULT_BODY_MAX_BYTES,
+        max_bytes_by_prefix={"/v1/segments": CONFIG_BODY_MAX_BYTES, "/v1/segments:preview": CONFIG_BODY_MAX_BYTES},
     )
 
     app.add_middleware(RequestMetrics)
@@ -50,6 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(lookup_routes.router, prefix="/v1", responses=LOOKUP_ERRORS)
     app.include_router(member_routes.router, prefix="/v1", responses=LOOKUP_ERRORS)
     app.include_router(config_routes.router, prefix="/v1", responses=ADMIN_ERRORS)
+    app.include_router(preview_routes.router, prefix="/v1", responses=ADMIN_ERRORS)
+    mount_console(app, settings)  # /console/: its routes are left out of the OpenAPI document
     return app
 
 

@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from api.key_cache import ApiKeyCache
 from resources.config_store.guard import ConfigStoreGuard
 from resources.config_store.history import CalculationHistory
+from resources.config_store.previews import PreviewRepository
 from resources.config_store.segments import SegmentRepository
 from resources.serving.export import SegmentExport
 from resources.serving.lookups import SegmentLookups
@@ -22,7 +23,8 @@ class AppState:
     settings: Settings
     segments: SegmentRepository
     history: CalculationHistory
-    config_store: ConfigStoreGuard  # every call to `segments` and `history` goes through it
+    previews: PreviewRepository
+    config_store: ConfigStoreGuard  # every call to `segments`, `history` and `previews` goes through it
     api_keys: ApiKeyCache
     lookups: SegmentLookups
     export: SegmentExport

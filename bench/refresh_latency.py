@@ -27,34 +27,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from resources.settings import get_settings  # noqa: E402
+from bench.sensor_ticks import wait_for_first_tick  # noqa: E402
 from segmentation_assets.refresh import REFRESH_ON_CHANGE_SENSOR  # noqa: E402
 
 POLL_SECONDS = 0.5
-SENSOR_TICKS = """
-query ($selector: SensorSelector!) {
-  sensorOrError(sensorSelector: $selector) {
-    __typename
-    ... on Sensor { sensorState { status ticks(limit: 1) { status timestamp } } }
-  }
-}
-"""
-
-
-def wait_for_first_tick(dagster_url: str, timeout: float) -> None:
-    selector = {"repositoryLocationName": "segmentation", "repositoryName": "__repository__", "sensorName": REFRESH_ON_CHANGE_SENSOR}
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            response = httpx.post(f"{dagster_url}/graphql", json={"query": SENSOR_TICKS, "variables": {"selector": selector}}, timeout=10)
-            sensor = response.json()["data"]["sensorOrError"]
-            if sensor["__typename"] == "Sensor" and sensor["sensorState"]["ticks"]:
-                return
-        except (httpx.HTTPError, KeyError, TypeError, ValueError):
-            pass
-        time.sleep(2)
-    raise SystemExit(f"the {REFRESH_ON_CHANGE_SENSOR} did not tick within {timeout:.0f} s at {dagster_url}")
-
-
 def one_try(client: httpx.Client, n: int, timeout: float) -> tuple[str, float]:
     body = {
         "name": f"refresh latency try {n} {datetime.now(timezone.utc):%H%M%S}",
@@ -101,7 +77,7 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.dagster:
-        wait_for_first_tick(args.dagster, timeout=300)
+        wait_for_first_tick(args.dagster, REFRESH_ON_CHANGE_SENSOR, timeout=300)
     created: list[str] = []
     seconds: list[float] = []
     with httpx.Client(base_url=args.api, headers={"Authorization": f"Bearer {args.key}"}, timeout=30) as client:

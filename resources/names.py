@@ -23,16 +23,30 @@ COORDINATION_CIRCUIT = "redis_coordination"  # when the coordination keys have a
 POSTGRESQL_CIRCUIT = "postgresql"
 
 
+# Redis keys. Those read or written together, in one script or one read, carry the same hash tag
+# (the part in braces): a Redis Cluster then keeps them in one slot, where such a command can run.
+# Every key starts with the prefix, so `SCAN MATCH <prefix>:*` finds a deployment's keys. The lookup
+# cache's entries carry no tag: spread over every slot, they spread over every master.
+SERVED_TAG = "{served}"
+
+
 def generation_key(prefix: str) -> str:
-    """Redis counter bumped by every alias switch; the API's cache keys on it."""
-    return f"{prefix}:generation"
+    """Redis counter bumped by every alias switch; the API's cache keys on it. Shares its slot
+    with `served_indices_key`."""
+    return f"{prefix}:{SERVED_TAG}:generation"
 
 
 def served_indices_key(prefix: str) -> str:
     """Redis hash: segment type -> "<generation> <index>", the index its alias serves and the
     generation that switch was given (see `served_index_value`). Written with the counter, by
-    one script, at every switch."""
-    return f"{prefix}:served"
+    one script, at every switch, and read with it in one."""
+    return f"{prefix}:{SERVED_TAG}"
+
+
+def untagged_served_keys(prefix: str) -> tuple[str, str]:
+    """The counter's and the hash's names before they carried a hash tag (releases before Redis
+    Cluster support); an API process carries what they hold over once (resources/serving/cache.py)."""
+    return f"{prefix}:generation", f"{prefix}:served"
 
 
 def served_index_value(generation: int, index: str) -> str:
@@ -41,7 +55,8 @@ def served_index_value(generation: int, index: str) -> str:
 
 
 def ingestion_lock_key(prefix: str, segment_type: str) -> str:
-    """Held by the one ingestion of a segment type that may run."""
+    """Held by the one ingestion of a segment type that may run. A key of its own (no tag): every
+    command on it names it alone."""
     return f"{prefix}:ingestion-lock:{segment_type}"
 
 
@@ -62,7 +77,8 @@ class CacheKind(StrEnum):
 
 def lookup_key(prefix: str, kind: CacheKind, item: str) -> str:
     """A cached lookup answer. The item says what it is valid for: an index (which never changes
-    once served), or a generation of the served indices."""
+    once served), or a generation of the served indices. No hash tag: many customers' entries are
+    read at once, and on a Redis Cluster they are read per slot (resources/redis_clients.py)."""
     return f"{prefix}:lookup:{kind}:{item}"
 
 

@@ -22,9 +22,15 @@ class Settings(BaseSettings):
     database_url: str = "postgresql+psycopg2://segmentation:segmentation@127.0.0.1:5432/segmentation"
     elasticsearch_url: str = "http://127.0.0.1:9200"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # True when `redis_url` names a node of a Redis Cluster: the clients then follow the cluster's
+    # slots (resources/redis_clients.py). Checked against the server at startup.
+    redis_cluster: bool = False
     # Redis for coordination: the ingestion locks and the generation counter. Give it a Redis that
     # never evicts (`noeviction`): the cache's evicts keys with a TTL, and a lock has one.
     lock_redis_url: str | None = None
+    # Whether `lock_redis_url` names a node of a Redis Cluster; unset: as `redis_cluster` says.
+    # Without `lock_redis_url` the coordination Redis is the cache's, and `redis_cluster` decides.
+    lock_redis_cluster: bool | None = None
     spark_mode: Literal["local", "emr"] = "local"
     index_prefix: str = Field(default="segments", pattern=r"^[a-z0-9][a-z0-9_-]{0,40}$")
 
@@ -51,6 +57,18 @@ class Settings(BaseSettings):
         ge=0,
         le=540,
         description="...or this long after its first change not yet recomputed, if changes keep coming.",
+    )
+    # Previews (segmentation_assets/previews.py): a preview still running this long after its run
+    # started it is failed; finished previews are deleted this long after their request.
+    preview_timeout_seconds: float = Field(
+        default=900.0,
+        ge=60,
+        description="A preview not finished this long after its run started it is failed, as timed out.",
+    )
+    preview_retention_hours: float = Field(
+        default=168.0,
+        ge=24,
+        description="Finished previews are deleted this long after they were requested (at least 24 h).",
     )
     # Above this share of raw rows left out as invalid, the calculation's data-quality check warns.
     max_rejected_fraction: float = 0.01
@@ -100,6 +118,14 @@ class Settings(BaseSettings):
     # Archived segments leave lookups within 60 s; each API process re-reads them this often.
     archived_refresh_seconds: float = Field(default=10.0, gt=0, le=50)
 
+    # The console (api/console/): a sign-in unused this long ends (it lasts at most 24 h anyway).
+    console_session_idle_seconds: float = Field(
+        default=8 * 3600.0,
+        gt=0,
+        le=24 * 3600,
+        description="A console session not used for this long ends; its next form goes back to sign-in, input kept.",
+    )
+
     # Alerts for the engineers (segmentation_assets/alerts.py): failed runs and failed checks.
     alert_webhook_url: SecretStr = Field(
         default=SecretStr(""),
@@ -117,6 +143,13 @@ class Settings(BaseSettings):
     def coordination_redis_url(self) -> str:
         """Where the ingestion locks and the generation counter live: `lock_redis_url`, else the cache's."""
         return self.lock_redis_url or self.redis_url
+
+    @property
+    def coordination_redis_cluster(self) -> bool:
+        """Whether `coordination_redis_url` names a node of a Redis Cluster."""
+        if self.lock_redis_url and self.lock_redis_cluster is not None:
+            return self.lock_redis_cluster
+        return self.redis_cluster
 
 
 @lru_cache

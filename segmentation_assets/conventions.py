@@ -24,3 +24,8 @@ def step_retry_policy(max_retries: int, delay_seconds: float) -> dg.RetryPolicy 
     return dg.RetryPolicy(
         max_retries=max_retries, delay=delay_seconds, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
     )
+
+
+# The tag of preview runs, which the instance's run queue lets run one at a time (instance.py).
+RUN_KIND_TAG = "segmentation/run"
+PREVIEW_RUN_KIND = "preview"

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import dagster as dg
-import redis
 from dagster_pyspark import LazyPySparkResource
 from elasticsearch import Elasticsearch
 from pydantic import PrivateAttr
@@ -19,12 +18,14 @@ from pydantic import PrivateAttr
 from resources.config_store.alerts import AlertOutbox, RetryPolicy
 from resources.config_store.database import session_factory
 from resources.config_store.history import CalculationHistory
+from resources.config_store.previews import PreviewRepository
 from resources.config_store.segments import SegmentRepository
 from resources.json_logs import redact
 from resources.lake.storage import Lake
 from resources.publishing.bulk_load import BulkSettings
 from resources.publishing.index_writer import SegmentIndexWriter
 from resources.publishing.ingestion import IngestionSettings
+from resources.redis_clients import RedisServer, SyncRedis, check_cluster_mode, redis_client
 from segmentation_assets.core.segment_job import (
     SegmentJobRequest,
     SegmentJobResult,
@@ -82,6 +83,9 @@ class ConfigStoreResource(dg.ConfigurableResource):
     def alert_outbox(self) -> AlertOutbox:
         return AlertOutbox(session_factory(self.database_url))
 
+    def previews(self) -> PreviewRepository:
+        return PreviewRepository(session_factory(self.database_url))
+
 
 class ElasticsearchResource(dg.ConfigurableResource):
     """The cluster, and how calculations are written into it (see `resources.settings` for each knob)."""
@@ -128,16 +132,37 @@ class ElasticsearchResource(dg.ConfigurableResource):
 
 
 class RedisResource(dg.ConfigurableResource):
-    """The coordination Redis: the ingestion locks and the generation counter."""
+    """The coordination Redis: the ingestion locks and the generation counter. `cluster`: the URL
+    names a node of a Redis Cluster; checked against the server when the client is made, and a
+    mismatch fails the step with a message naming `cluster_setting`."""
 
     url: str
     ingestion_lock_seconds: int = 600
-    _client: redis.Redis | None = PrivateAttr(default=None)
+    cluster: bool = False
+    # The settings that gave `url` and `cluster`, named in the messages.
+    url_setting: str = "SEGMENTATION_REDIS_URL"
+    cluster_setting: str = "SEGMENTATION_REDIS_CLUSTER"
+    cluster_follows: str | None = None  # the setting `cluster_setting` follows while unset
+    _client: SyncRedis | None = PrivateAttr(default=None)
 
-    def client(self) -> redis.Redis:
+    @classmethod
+    def for_server(cls, server: RedisServer, url: str | None = None, **fields: object) -> RedisResource:
+        """The resource of `server` (`url`: what to give Dagster for its URL, a `dg.EnvVar` where it is a secret)."""
+        return cls(
+            url=url or server.url,  # type: ignore[arg-type]
+            cluster=server.cluster,
+            url_setting=server.url_setting,
+            cluster_setting=server.cluster_setting,
+            cluster_follows=server.cluster_follows,
+            **fields,  # type: ignore[arg-type]
+        )
+
+    def client(self) -> SyncRedis:
         if self._client is None:
+            server = RedisServer(self.url, self.cluster, self.url_setting, self.cluster_setting, self.cluster_follows)
+            check_cluster_mode(server)  # its message names the setting to change, and no password
             self._client = client_for_url(
-                "Redis", self.url, lambda url: redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+                "Redis", self.url, lambda url: redis_client(server, socket_timeout=5, socket_connect_timeout=5)
             )
         return self._client
 

@@ -8,6 +8,7 @@ import dagster as dg
 from sqlalchemy.engine import make_url
 
 from resources.settings import Settings
+from segmentation_assets.conventions import PREVIEW_RUN_KIND, RUN_KIND_TAG
 
 DAGSTER_DATABASE_URL_VARIABLE = "SEGMENTATION_DAGSTER_DATABASE_URL"
 
@@ -19,6 +20,14 @@ storage:
       env: {DAGSTER_DATABASE_URL_VARIABLE}
 telemetry:
   enabled: false
+# Previews (segmentation_assets/previews.py) run one at a time and queue behind each other; refresh
+# runs are not limited by them. Runs are dequeued every 2 s rather than 5 s.
+run_queue:
+  tag_concurrency_limits:
+    - key: {RUN_KIND_TAG}
+      value: {PREVIEW_RUN_KIND}
+      limit: 1
+  dequeue_interval_seconds: 2
 """
 
 

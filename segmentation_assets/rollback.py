@@ -8,11 +8,11 @@ type's ingestion lock, so a rollback never interleaves with an ingestion of the 
 import uuid
 
 import dagster as dg
-import redis
 
 from resources.publishing.aliases import AliasMove, move_under_lock, roll_back
 from resources.publishing.index_writer import SegmentIndexWriter
 from resources.publishing.lock import IngestionLock
+from resources.redis_clients import SyncRedis, coordination_server
 from resources.settings import Settings
 from segmentation_assets.core.segment_types import SEGMENT_TYPES
 from segmentation_assets.dagster_resources import ElasticsearchResource, RedisResource
@@ -21,7 +21,7 @@ ROLLBACK_JOB = "rollback_alias"
 
 
 def roll_back_type(
-    writer: SegmentIndexWriter, client: redis.Redis, segment_type: str, to: str | None, lock_seconds: int
+    writer: SegmentIndexWriter, client: SyncRedis, segment_type: str, to: str | None, lock_seconds: int
 ) -> AliasMove:
     if segment_type not in SEGMENT_TYPES:
         raise ValueError(f"unknown segment type {segment_type!r}; known: {', '.join(SEGMENT_TYPES)}")
@@ -32,7 +32,7 @@ def roll_back_type(
 def roll_back_with_settings(settings: Settings, segment_type: str, to: str | None) -> AliasMove:
     """For the command line: the same clients the Dagster resources would build."""
     search = ElasticsearchResource(url=settings.elasticsearch_url, index_prefix=settings.index_prefix)
-    store = RedisResource(url=settings.coordination_redis_url, ingestion_lock_seconds=settings.ingest_lock_seconds)
+    store = RedisResource.for_server(coordination_server(settings), ingestion_lock_seconds=settings.ingest_lock_seconds)
     try:
         return roll_back_type(search.writer(), store.client(), segment_type, to, settings.ingest_lock_seconds)
     finally:

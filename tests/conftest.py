@@ -7,13 +7,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from elasticsearch import Elasticsearch
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
 from resources.settings import Settings
 from tests import namespaces
+from tests.redis_servers import TEST_CLUSTER_PORT, cache_redis
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +35,7 @@ def make_namespace(services: Settings, tmp_path_factory: pytest.TempPathFactory)
 
     admin_engine = create_engine(services.database_url)
     es = Elasticsearch(services.elasticsearch_url)
-    client = redis.Redis.from_url(services.redis_url)
+    client = cache_redis(services)
     for run in namespaces.stale_runs(admin_engine):
         namespaces.remove(admin_engine, es, client, run)
     created: list[str] = []
@@ -73,3 +73,40 @@ def make_namespace(services: Settings, tmp_path_factory: pytest.TempPathFactory)
 @pytest.fixture(scope="module")
 def settings(make_namespace: Callable[[], Settings]) -> Settings:
     return make_namespace()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(services: Settings) -> Iterator[Settings]:
+    """The services, with a local Redis Cluster of three masters as the cache's and coordination's
+    Redis (devtools/local_services/redis_cluster.py). What killed sessions left on it is removed
+    first; each namespace's keys go with the module that used them (`settings_on_each_redis`)."""
+    from devtools.local_services import redis_cluster_up
+
+    cluster = services.model_copy(
+        update={"redis_url": f"redis://127.0.0.1:{TEST_CLUSTER_PORT}/0", "redis_cluster": True, "lock_redis_url": None}
+    )
+    redis_cluster_up(cluster)
+    client = cache_redis(cluster)
+    admin_engine = create_engine(services.database_url)
+    for run in namespaces.runs_with_keys_only(admin_engine, client):
+        namespaces.remove_keys(client, run)
+    admin_engine.dispose()
+    yield cluster
+    client.close()
+
+
+@pytest.fixture(scope="module", params=["redis", "redis-cluster"])
+def settings_on_each_redis(request: pytest.FixtureRequest, make_namespace: Callable[[], Settings]) -> Iterator[Settings]:
+    """A namespace on the plain Redis, then one on the Redis Cluster: for the modules whose subject is
+    what Redis holds (the lookup cache, the generation, the lock), which override `settings` with it.
+    Each module then runs twice; the rest of the suite runs on the plain Redis only."""
+    namespace = make_namespace()
+    if request.param == "redis":
+        yield namespace
+        return
+    cluster: Settings = request.getfixturevalue("redis_cluster")
+    on_cluster = namespace.model_copy(update={"redis_url": cluster.redis_url, "redis_cluster": True, "lock_redis_url": None})
+    yield on_cluster
+    client = cache_redis(on_cluster)
+    namespaces.remove_keys(client, namespaces.run_of(namespace.index_prefix))
+    client.close()

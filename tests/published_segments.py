@@ -9,12 +9,12 @@ from datetime import datetime, timezone
 from collections.abc import Iterator
 from typing import Any
 
-import redis
 from elasticsearch import Elasticsearch, helpers
 
 from resources.names import index_name
 from resources.publishing.aliases import record_switch
 from resources.publishing.index_writer import SegmentIndexWriter, chunk_documents
+from resources.redis_clients import coordination_server, redis_client
 from resources.settings import Settings
 
 CALCULATED_AT = "2026-11-26T00:00:00Z"
@@ -60,7 +60,8 @@ def publish(
     helpers.bulk(es, actions, chunk_size=200)
     writer.finish_loading(name)
     writer.switch_alias(segment_type, name)
-    generation = record_switch(redis.Redis.from_url(settings.coordination_redis_url), settings.index_prefix, segment_type, name, 0)
+    with redis_client(coordination_server(settings)) as coordination:  # a Redis Cluster too, when the settings say so
+        generation = record_switch(coordination, settings.index_prefix, segment_type, name, 0)
     writer.update_meta(name, generation=generation, published_at=datetime.now(timezone.utc).isoformat())
     es.close()
     return name

@@ -5,6 +5,7 @@
     elasticsearch/{elasticsearch-<version>,data,logs,tmp}, elasticsearch.pid
     postgres/{data,log,run}           the pidfile is PostgreSQL's own data/postmaster.pid
     redis/                            redis.pid, redis.log, auth.conf
+    redis-cluster/<port>/             a local Redis Cluster's nodes: redis.pid, redis.log, nodes.conf
 """
 
 from __future__ import annotations
@@ -98,6 +99,11 @@ class Layout:
     @property
     def redis_auth_conf(self) -> Path:
         return self.redis_dir / "auth.conf"
+
+    @property
+    def redis_cluster_dir(self) -> Path:
+        """One folder per node of the local Redis Clusters, named after its port."""
+        return self.root / "redis-cluster"
 
 
 def layout_for(settings: Settings) -> Layout:

@@ -60,6 +60,7 @@ class RedisInstance:
     url: str
     dir: Path
     evicting: bool  # the cache: bounded, evicting keys with a TTL; coordination: never evicting
+    cluster: bool = False  # a node of a Redis Cluster (devtools/local_services/redis_cluster.py)
 
     @property
     def pidfile(self) -> Path:
@@ -236,7 +237,15 @@ def _server_args(port: int, instance: RedisInstance) -> list[str]:
         # tripled the p99 of batch lookups (bench/bench_api.py, measured).
         "--save", "", "--protected-mode", "yes",
         *_memory_args(instance),
+        *_cluster_args(instance),
     ]
+
+
+def _cluster_args(instance: RedisInstance) -> list[str]:
+    if not instance.cluster:
+        return []
+    # nodes.conf (relative to --dir) keeps the node's id and the slots it serves across restarts.
+    return ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000"]
 
 
 def _memory_args(instance: RedisInstance) -> list[str]:

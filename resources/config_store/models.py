@@ -162,3 +162,69 @@ class AlertRow(Base):
             "ix_alerts_due", "next_attempt_at", postgresql_where=text("delivered_at IS NULL AND given_up_at IS NULL")
         ),
     )
+
+
+PREVIEW_STATUSES = ("queued", "running", "done", "failed")
+
+
+class PreviewRow(Base):
+    """A segment type and params counted on one partition by a Dagster run, creating no segment (SPEC 7)."""
+
+    __tablename__ = "previews"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    segment_type: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    partition_key: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    # Set when done: the exact count, and up to 20 members (the smallest customer ids).
+    member_count: Mapped[int | None] = mapped_column(BigInteger)
+    sample_customer_ids: Mapped[list[str] | None] = mapped_column(JSONB)
+    # Set when failed: why.
+    error: Mapped[str | None] = mapped_column(Text)
+    # The name of the API key that asked.
+    requested_by: Mapped[str] = mapped_column(String(200))
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # The run key under which the preview sensor requested a run for it, so that it is requested once.
+    claim: Mapped[str | None] = mapped_column(String(128))
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The Dagster run that computes (computed) it.
+    run_id: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (
+        CheckConstraint(_one_of("status", PREVIEW_STATUSES), name="ck_previews_status"),
+        CheckConstraint("member_count >= 0", name="ck_previews_member_count"),
+        Index("ix_previews_queue", "status", "requested_at"),
+    )
+
+
+class ConsoleSessionRow(Base):
+    """A sign-in to the console: the API key it was made with, found by the SHA-256 of its cookie's
+    token (the token is never stored). Deleted at sign-out; useless once its key is revoked."""
+
+    __tablename__ = "console_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # A form sent after the previous session expired, kept through the sign-in to be shown again.
+    kept_input: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+    __table_args__ = (Index("ix_console_sessions_last_seen_at", "last_seen_at"),)
+
+
+class ConsoleSubmissionRow(Base):
+    """A console create form's one-time token: its first submission claims it, so that a form sent
+    twice creates one segment (the second answers with the first one's)."""
+
+    __tablename__ = "console_submissions"
+
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Null while the first submission is being saved.
+    segment_id: Mapped[str | None] = mapped_column(ForeignKey("segments.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (Index("ix_console_submissions_created_at", "created_at"),)

@@ -1,6 +1,10 @@
 """Revocation notices: whoever revokes a key says so on a Redis channel, and every API process
 listening drops the key's verdicts at once. A notice missed (Redis down, a process reconnecting)
-leaves the key cache's life (api/key_cache.py) as the bound."""
+leaves the key cache's life (api/key_cache.py) as the bound.
+
+On a Redis Cluster the URL names one node, and a plain connection to it is enough: pub/sub needs
+no slot, a message published on one node reaches the listeners of every node. PUBLISH counts only
+the listeners of its node: all of them, as every process listens at the same URL."""
 
 from __future__ import annotations
 

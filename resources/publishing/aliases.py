@@ -1,8 +1,9 @@
 """Which index serves a segment type: the alias switch, its generation, retention and rollback.
 
 Every move of the aliases is one atomic `_aliases` request (`SegmentIndexWriter.switch_alias`),
-followed by a new generation: the Redis counter `<prefix>:generation`, and in the same script the
-type's entry in `<prefix>:served` (its index, and this generation), which the API's cache keys
+followed by a new generation: the Redis counter `<prefix>:{served}:generation`, and in the same
+script the type's entry in `<prefix>:{served}` (its index, and this generation; one hash tag, so one
+slot on a Redis Cluster), which the API's cache keys
 on: an answer cached from a type's index stays valid until that type switches, whatever the
 others do. The generation is also written into the served index's `_meta`, and the counter never
 goes below the highest generation recorded there, so a Redis that lost its data cannot hand out a
@@ -38,6 +39,7 @@ from tenacity import (
 from resources.names import generation_key, is_index_name, served_indices_key
 from resources.publishing.index_writer import SegmentIndex, SegmentIndexWriter
 from resources.publishing.lock import IngestionLock, IngestionLocked
+from resources.redis_clients import REDIS_ERRORS, SyncRedis
 
 # INCR the counter KEYS[1], but never to a value at or below ARGV[1] (the highest generation
 # Elasticsearch has seen); then record in the hash KEYS[2] that type ARGV[2] is served by index
@@ -92,13 +94,13 @@ def move_under_lock(lock: IngestionLock, move_aliases: Callable[[], AliasMove]) 
     return move
 
 
-def record_switch(client: redis.Redis, prefix: str, segment_type: str, index: str | None, floor: int) -> int:
+def record_switch(client: SyncRedis, prefix: str, segment_type: str, index: str | None, floor: int) -> int:
     """A new generation, now the one `index` serves `segment_type` under (`served_index_value`)."""
     keys = [generation_key(prefix), served_indices_key(prefix)]
     return int(client.register_script(_RECORD_SWITCH)(keys=keys, args=[floor, segment_type, index or ""]))
 
 
-def _new_generation(client: redis.Redis, prefix: str, segment_type: str, index: str, floor: int) -> int:
+def _new_generation(client: SyncRedis, prefix: str, segment_type: str, index: str, floor: int) -> int:
     retrying = Retrying(
         stop=stop_after_attempt(GENERATION_ATTEMPTS),
         wait=wait_exponential(multiplier=0.5, max=2),
@@ -109,20 +111,20 @@ def _new_generation(client: redis.Redis, prefix: str, segment_type: str, index: 
 
 
 def _switch(
-    writer: SegmentIndexWriter, client: redis.Redis, segment_type: str, index: str
+    writer: SegmentIndexWriter, client: SyncRedis, segment_type: str, index: str
 ) -> tuple[list[str], int, list[str]]:
     """(what was served before, the new generation, what failed after the switch)."""
     floor = writer.highest_served_generation()
     try:
         client.ping()  # before anything moves: a switch that Redis cannot number has to be undone
-    except redis.RedisError as error:
+    except REDIS_ERRORS as error:
         raise PublicationRefused(
             f"Redis does not answer ({error}): the aliases of {segment_type} did not move. Publish again once it does."
         ) from error
     previous = writer.switch_alias(segment_type, index)
     try:
         generation = _new_generation(client, writer.prefix, segment_type, index, floor)
-    except redis.RedisError as error:
+    except REDIS_ERRORS as error:
         # Readers key their caches on the type's generation: under the old one, answers cached from
         # the previous index would still be served for the new one's. So the switch is undone.
         _undo_switch(writer, client, segment_type, index, previous, floor, error)
@@ -136,12 +138,12 @@ def _switch(
 
 def _undo_switch(
     writer: SegmentIndexWriter,
-    client: redis.Redis,
+    client: SyncRedis,
     segment_type: str,
     index: str,
     previous: list[str],
     floor: int,
-    error: redis.RedisError,
+    error: Exception,
 ) -> NoReturn:
     why = f"Redis could not give the switch of {segment_type} to {index} a new generation ({error})"
     if index in previous:  # served already, never given a generation: there is nothing to go back to
@@ -161,7 +163,7 @@ def _undo_switch(
         # the current one: a new generation retires them.
         record_switch(client, writer.prefix, segment_type, previous[0] if previous else None, floor)
         retired = ""
-    except redis.RedisError:
+    except REDIS_ERRORS:
         retired = (
             f" Answers that readers cached from {index} in the meantime may be served until they expire "
             "(SEGMENTATION_LOOKUP_CACHE_TTL_SECONDS) or the type switches again."
@@ -187,7 +189,7 @@ def _servable(writer: SegmentIndexWriter, segment_type: str, index: str) -> Segm
 
 
 def publish_index(
-    writer: SegmentIndexWriter, client: redis.Redis, segment_type: str, index: str, retention: int
+    writer: SegmentIndexWriter, client: SyncRedis, segment_type: str, index: str, retention: int
 ) -> AliasMove:
     """Serves `index` unless a newer calculation is served already (a backfill must not un-publish
     today's data), starting its merge into one Lucene segment; then applies retention."""
@@ -214,7 +216,7 @@ def _start_compaction(writer: SegmentIndexWriter, index: str) -> str:
         return f"not started: {type(error).__name__}: {error}"
 
 
-def roll_back(writer: SegmentIndexWriter, client: redis.Redis, segment_type: str, to: str | None = None) -> AliasMove:
+def roll_back(writer: SegmentIndexWriter, client: SyncRedis, segment_type: str, to: str | None = None) -> AliasMove:
     """Serves the retained index calculated just before the served one, or the one named, even if older."""
     served = writer.served_indices(segment_type)
     if to is None:

@@ -18,11 +18,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import redis
-from redis.exceptions import LockError, LockNotOwnedError, RedisError
+from redis.exceptions import LockError, LockNotOwnedError
 from redis.lock import Lock
 
 from resources.names import ingestion_lock_key
+from resources.redis_clients import REDIS_ERRORS, SyncRedis
 
 # A renewal that failed (Redis unreachable) is tried again this often, until the lock has expired.
 RENEWAL_RETRY_SECONDS = 1.0
@@ -50,14 +50,14 @@ class HeldLock:
             raise IngestionLocked(f"lost the ingestion lock {self._lock.name!r} while working: {self._lost[0]}")
         try:
             owned = self._lock.owned()
-        except RedisError as error:
+        except REDIS_ERRORS as error:
             raise IngestionLocked(f"cannot tell whether the ingestion lock {self._lock.name!r} is still held: {error}") from error
         if not owned:
             raise IngestionLocked(f"lost the ingestion lock {self._lock.name!r} while working: another owner, or none, holds it")
 
 
 class IngestionLock:
-    def __init__(self, client: redis.Redis, prefix: str, segment_type: str, seconds: int, owner: str) -> None:
+    def __init__(self, client: SyncRedis, prefix: str, segment_type: str, seconds: int, owner: str) -> None:
         self.segment_type = segment_type
         self.owner = owner
         self.seconds = seconds
@@ -141,7 +141,7 @@ class IngestionLock:
             if failed or not state.handed_over or lost:
                 try:
                     not_ours = not self.release()
-                except RedisError:  # unreachable: the lock expires by itself, and the holder's own error says more
+                except REDIS_ERRORS:  # unreachable: the lock expires by itself, and the holder's own error says more
                     not_ours = False
                 if not_ours and not failed:
                     lost.append(LockNotOwnedError("on leaving, another owner, or none, holds it"))

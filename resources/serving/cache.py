@@ -1,8 +1,8 @@
 """Cache-aside for lookups in Redis, valid per segment type, so a switch needs no invalidation.
 
-Every alias switch INCRs `<prefix>:generation` and records, in `<prefix>:served`, the index that
-now serves the type and that generation (resources/publishing/aliases.py). A customer's entry,
-`<prefix>:lookup:m:<id>`, holds its segments per type under that generation
+Every alias switch INCRs `<prefix>:{served}:generation` and records, in `<prefix>:{served}`, the
+index that now serves the type and that generation (resources/publishing/aliases.py). A customer's
+entry, `<prefix>:lookup:m:<id>`, holds its segments per type under that generation
 (resources/serving/served_indices.py): after a switch only the type that moved is read again,
 and what the entry holds of the others is still answered. Catalogs and membership checks are
 cached by index name, which never changes once served; segment summaries under the generation.
@@ -18,6 +18,10 @@ this one, for the answers asked about most.
 
 Redis errors never fail a lookup: the cache is bypassed and the error counted; a circuit breaker
 skips Redis altogether for a while when it keeps failing, so a dead Redis costs no timeouts.
+
+On a Redis Cluster (resources/redis_clients.py) the counter and the hash share a slot (their hash
+tag), so the scripts that read and write them run as on one server; the entries are spread over
+every slot, read with one MGET per slot and written with one SET each, in one pipeline per master.
 
 Answers are written behind: a lookup answers, then its entries are written (`write_behind`). The
 write of a batch's 100 answers took ~2 ms of an uncached batch's ~11 ms median (bench_api (d),
@@ -36,9 +40,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
 from resources.circuit_breaker import Circuit, CircuitOpen, Circuits
 from resources.names import (
     COORDINATION_CIRCUIT,
@@ -47,7 +48,9 @@ from resources.names import (
     generation_key,
     lookup_key,
     served_indices_key,
+    untagged_served_keys,
 )
+from resources.redis_clients import REDIS_ERRORS, AsyncRedis, is_cluster_client
 from resources.serving.metrics import CACHE_ERRORS, CACHE_LOOKUPS
 from resources.serving.coalescing import Coalescer
 from resources.serving.served_indices import ServedIndices
@@ -56,6 +59,27 @@ T = TypeVar("T")
 # Entries written behind at once per process; past this (Redis slow), a lookup waits for its own
 # write, so a slow Redis slows lookups down rather than filling the memory with writes.
 MAX_ENTRIES_BEHIND = 10_000
+
+# The counter KEYS[1] and the hash KEYS[2], as of one moment, in one reply.
+_READ_SERVED = """
+return {redis.call('GET', KEYS[1]), redis.call('HGETALL', KEYS[2])}
+"""
+
+# The first time the counter KEYS[1] and the hash KEYS[2] are met missing, what their names before
+# hash tags hold (KEYS[3], KEYS[4]) is carried over, so an upgrade keeps every cache entry valid.
+# Answers how many types were carried. Only on one server: there a script may name any key.
+_CARRY_OVER_UNTAGGED = """
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[3]) == 0 then
+  return 0
+end
+redis.call('SET', KEYS[1], redis.call('GET', KEYS[3]))
+local fields = redis.call('HGETALL', KEYS[4])
+local carried = 0
+for i = 1, #fields, 2 do
+  carried = carried + redis.call('HSETNX', KEYS[2], fields[i], fields[i + 1])
+end
+return carried
+"""
 
 # Raises the counter to ARGV[1] + 1 when it is below ARGV[1]; answers the counter's value.
 _RAISE_GENERATION = """
@@ -94,7 +118,8 @@ return changed
 
 # Sets each KEYS[i] to ARGV[i + 1], to expire after ARGV[1] seconds. A batch's answers in one
 # command and one reply: a pipeline of SETs cost the API a command to pack and a reply to parse
-# each, a quarter of a worker's CPU in uncached batches (measured).
+# each, a quarter of a worker's CPU in uncached batches (measured). On a cluster the keys of one
+# call would have to share a slot, which a batch's customers do not: there, the pipeline it is.
 _SET_MANY = """
 local ttl = ARGV[1]
 for i, key in ipairs(KEYS) do
@@ -169,19 +194,21 @@ class NearCache:
 class LookupCache:
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: AsyncRedis,
         prefix: str,
         *,
         breakers: Circuits,
         ttl_seconds: int,
         refresh_seconds: float,
         generation_file: GenerationFile,
-        coordination: aioredis.Redis | None = None,
+        coordination: AsyncRedis | None = None,
     ) -> None:
         self._redis = client
+        self._cluster = is_cluster_client(client)
         # The generation counter lives with the locks when coordination has a Redis of its own.
         self._coordination = coordination or client
         self._set_many = client.register_script(_SET_MANY)
+        self._read_served = self._coordination.register_script(_READ_SERVED)
         self._prefix = prefix
         self._circuit = breakers.get(REDIS_CIRCUIT)
         # A healthy coordination Redis must not close the cache's breaker, nor the other way round.
@@ -206,7 +233,7 @@ class LookupCache:
         """(True, the call's answer), or (False, None) when Redis failed or its breaker is open (counted)."""
         try:
             return True, await (circuit or self._circuit).call(call)
-        except (CircuitOpen, RedisError, OSError, TimeoutError):
+        except (CircuitOpen, *REDIS_ERRORS, OSError, TimeoutError):
             CACHE_ERRORS.labels(operation).inc()
             return False, None
 
@@ -218,9 +245,10 @@ class LookupCache:
         prefix = self._prefix
 
         async def read() -> tuple[bytes | None, dict[bytes, bytes]]:
-            async with self._coordination.pipeline(transaction=True) as pipe:  # one reply, one moment
-                generation, recorded = await pipe.get(generation_key(prefix)).hgetall(served_indices_key(prefix)).execute()
-            return generation, recorded
+            # One script: one reply, one moment, and on a cluster one slot (a MULTI there cannot
+            # follow a slot being migrated).
+            generation, fields = await self._read_served(keys=[generation_key(prefix), served_indices_key(prefix)])
+            return generation, dict(zip(fields[::2], fields[1::2]))
 
         ok, answer = await self._call("served", read, self._coordination_circuit)
         served = ServedIndices.parse(int(answer[0] or 0), answer[1]) if ok and answer else None
@@ -237,6 +265,18 @@ class LookupCache:
         self._served = served
         self._valid_until = now + self._refresh
         return served
+
+    async def carry_over_untagged_record(self) -> int:
+        """On a plain Redis, carries the counter and the record of what is served over from their
+        names before hash tags, the first time their new names are found missing (an upgrade). On a
+        cluster there is nothing to carry: those names never worked there. Answers how many types."""
+        if is_cluster_client(self._coordination):
+            return 0
+        keys = [generation_key(self._prefix), served_indices_key(self._prefix), *untagged_served_keys(self._prefix)]
+        ok, carried = await self._call(
+            "served", lambda: self._coordination.eval(_CARRY_OVER_UNTAGGED, 4, *keys), self._coordination_circuit
+        )
+        return int(carried or 0) if ok else 0
 
     async def served_record(self) -> dict[str, str] | None:
         """Redis's record of what is served (type -> "<generation> <index>"), None when unreadable."""
@@ -285,8 +325,10 @@ class LookupCache:
         return found
 
     async def _mget(self, keys: list[str], _: tuple[str, ...]) -> dict[str, bytes]:
-        """Redis key -> value of those Redis holds (none when it fails: the error is counted)."""
-        ok, values = await self._call("get", lambda: self._redis.mget(keys))
+        """Redis key -> value of those Redis holds (none when it fails: the error is counted). On a
+        cluster, one MGET per slot, in one pipeline per master (the masters at once)."""
+        read = self._redis.mget_nonatomic if self._cluster else self._redis.mget  # type: ignore[union-attr]
+        ok, values = await self._call("get", lambda: read(keys))
         return {k: v for k, v in zip(keys, values) if v is not None} if ok and values is not None else {}
 
     @property
@@ -303,9 +345,17 @@ class LookupCache:
         if len(keyed) == 1:
             [(key, value)] = keyed.items()
             ok, _ = await self._call("set", lambda: self._redis.set(key, value, ex=ttl))
+        elif self._cluster:
+            ok, _ = await self._call("set", lambda: self._set_each(ttl, keyed))
         else:
             ok, _ = await self._call("set", lambda: self._set_many(keys=list(keyed), args=[ttl, *keyed.values()]))
         return ok
+
+    async def _set_each(self, ttl: int, keyed: dict[str, bytes]) -> None:
+        pipe = self._redis.pipeline(transaction=False)  # on a cluster: one per master, sent at once
+        for key, value in keyed.items():
+            pipe.set(key, value, ex=ttl)
+        await pipe.execute()
 
     async def write_behind(self, kind: CacheKind, values: dict[str, bytes], ttl_seconds: int | None = None) -> None:
         """`put_many` without the caller waiting for it, so the answer goes out first. The writes of

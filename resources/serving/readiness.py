@@ -13,9 +13,10 @@ import time
 from collections.abc import Awaitable, Callable
 
 import anyio.to_thread
-import redis.asyncio as aioredis
 from elasticsearch import AsyncElasticsearch
 from sqlalchemy import Engine, text
+
+from resources.redis_clients import AsyncRedis
 
 CHECK_TIMEOUT_SECONDS = 1.0
 RESULT_SECONDS = 1.0  # how long a round's result answers, counted from when it began
@@ -23,7 +24,7 @@ RESULT_SECONDS = 1.0  # how long a round's result answers, counted from when it 
 
 class Readiness:
     def __init__(
-        self, es: AsyncElasticsearch, redis: aioredis.Redis, database: Engine, coordination: aioredis.Redis | None = None
+        self, es: AsyncElasticsearch, redis: AsyncRedis, database: Engine, coordination: AsyncRedis | None = None
     ) -> None:
         self._es = es
         self._redis = redis

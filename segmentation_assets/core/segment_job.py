@@ -132,6 +132,14 @@ def _entered_and_exited(
     return {s: (entered.get(s, 0), exited.get(s, 0)) for s in compared_ids}
 
 
+def segment_members(spark: SparkSession, segment_type: SegmentType, raw: RawData, configs: list[SegmentConfig]) -> DataFrame:
+    """(segment_id, customer_id) of every config, as of the raw data's T, in one pass: what a
+    calculation writes to the lake, and what a preview counts (core/preview_job.py)."""
+    if not configs:
+        return spark.createDataFrame([], "segment_id string, customer_id string")
+    return segment_type.members(raw, configs_frame(spark, segment_type, configs))
+
+
 def run_segment_job(spark: SparkSession, request: SegmentJobRequest) -> SegmentJobResult:
     started = time.monotonic()
     segment_type = SEGMENT_TYPES[request.segment_type]
@@ -140,11 +148,7 @@ def run_segment_job(spark: SparkSession, request: SegmentJobRequest) -> SegmentJ
     raw = RawData(spark, lake, as_of)
     results_uri = lake.results_dir(request.segment_type, request.partition_key)
 
-    configs = configs_frame(spark, segment_type, request.configs)
-    if request.configs:
-        members = segment_type.members(raw, configs)
-    else:
-        members = spark.createDataFrame([], "segment_id string, customer_id string")
+    members = segment_members(spark, segment_type, raw, request.configs)
     # Members are unique by construction (ids are deduplicated in RawData, facts are grouped per
     # customer), so no dropDuplicates shuffle here; the tests check it.
     # Each segment in one file, so ingestion reads it segment by segment. Not sorted here: the

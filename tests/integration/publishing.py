@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import dagster as dg
-import redis
 from elasticsearch import Elasticsearch
 
 from definitions import build_resources
@@ -21,6 +20,7 @@ from segmentation_assets.index_and_alias import (
     index_key,
 )
 from segmentation_assets.partitions import segment_partitions
+from tests.redis_servers import coordination_redis
 
 TYPE = "new_customers"
 
@@ -95,4 +95,4 @@ def expected_answer(manifest: dict[str, Any], segments: dict[str, list[str]], cu
 
 
 def lock_holder(settings: Settings) -> bytes | None:
-    return redis.Redis.from_url(settings.redis_url).get(ingestion_lock_key(settings.index_prefix, TYPE))
+    return coordination_redis(settings).get(ingestion_lock_key(settings.index_prefix, TYPE))

@@ -15,7 +15,6 @@ from typing import Any
 
 import orjson
 import pytest
-import redis
 from elasticsearch import Elasticsearch
 from fastapi.testclient import TestClient
 
@@ -23,11 +22,18 @@ from api.lifespan import open_state
 from api.main import create_app
 from resources.config_store.api_keys import ApiKeyRepository
 from resources.config_store.database import session_factory
-from resources.names import CacheKind, lookup_key, served_indices_key
+from resources.names import CacheKind, generation_key, lookup_key, served_indices_key, untagged_served_keys
 from resources.settings import Settings
 from tests.published_segments import publish
+from tests.redis_servers import cache_redis, coordination_redis, get_many, unlink_matching
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def settings(settings_on_each_redis: Settings) -> Settings:
+    """This module runs on a plain Redis, then on a Redis Cluster."""
+    return settings_on_each_redis
 
 CUSTOMERS = [f"c{i:03d}" for i in range(60)]
 Segments = dict[str, tuple[dict[str, Any], list[str]]]
@@ -61,9 +67,7 @@ def setup(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> tuple
 @pytest.fixture
 def fresh(setup) -> Iterator[tuple[Settings, dict[str, str], dict[str, str]]]:
     settings = setup[0]
-    client = redis.Redis.from_url(settings.redis_url)
-    for key in client.scan_iter(f"{settings.index_prefix}:lookup:*"):
-        client.unlink(key)
+    unlink_matching(cache_redis(settings), f"{settings.index_prefix}:lookup:*")
     yield setup
 
 
@@ -75,17 +79,17 @@ def segment_ids(client: TestClient, headers: dict[str, str], customer_id: str) -
 
 def cached_entries(settings: Settings, customer_ids: list[str]) -> dict[str, dict[str, list[str]]]:
     """Waits until Redis holds every customer's entry (written behind the answers); answers them."""
-    client = redis.Redis.from_url(settings.redis_url)
+    client = cache_redis(settings)
     keys = [lookup_key(settings.index_prefix, CacheKind.MEMBERSHIPS, c) for c in customer_ids]
     deadline = time.monotonic() + 5
-    while None in (values := client.mget(keys)):
+    while None in (values := get_many(client, keys)):
         assert time.monotonic() < deadline, "entries never written"
         time.sleep(0.01)
     return {c: orjson.loads(v) for c, v in zip(customer_ids, values)}
 
 
 def tokens(settings: Settings) -> dict[str, str]:
-    recorded = redis.Redis.from_url(settings.coordination_redis_url).hgetall(served_indices_key(settings.index_prefix))
+    recorded = coordination_redis(settings).hgetall(served_indices_key(settings.index_prefix))
     return {t.decode(): v.decode().split(" ")[0] for t, v in recorded.items()}
 
 
@@ -165,7 +169,7 @@ def current_published(settings: Settings) -> tuple[Segments, Segments]:
 def test_a_process_mends_what_redis_lost_of_the_served_indices_before_its_first_lookup(fresh) -> None:
     """An upgrade from a release that kept no record, or a coordination Redis that lost it."""
     settings, headers, _ = fresh
-    coordination = redis.Redis.from_url(settings.coordination_redis_url)
+    coordination = coordination_redis(settings)
     coordination.delete(served_indices_key(settings.index_prefix))
     with TestClient(create_app(settings)) as client:
         assert set(tokens(settings)) == {"new_customers", "frequent_buyers"}
@@ -220,8 +224,8 @@ def test_no_lookup_waits_for_the_catalog_of_an_index_just_switched_in(setup, mon
 
 def test_the_record_of_what_is_served_is_corrected_unless_the_publisher_wrote_it_since(setup, tmp_path: Path) -> None:
     settings = setup[0].model_copy(update={"index_prefix": f"{setup[0].index_prefix}-record"})
-    coordination = redis.Redis.from_url(settings.coordination_redis_url)
-    record = served_indices_key(settings.index_prefix)
+    coordination = coordination_redis(settings)
+    record, counter = served_indices_key(settings.index_prefix), generation_key(settings.index_prefix)
 
     async def reconcile(recorded_before: dict[str, str], served: dict[str, str]) -> int:
         state, es_client, clients = open_state(settings.model_copy(update={"state_dir": tmp_path}))
@@ -234,15 +238,48 @@ def test_the_record_of_what_is_served_is_corrected_unless_the_publisher_wrote_it
 
     try:
         coordination.hset(record, mapping={"a": "5 idx-a1", "b": "6 idx-b1", "c": "7 idx-c1"})
-        coordination.set(f"{settings.index_prefix}:generation", 7)
+        coordination.set(counter, 7)
         before = {t.decode(): v.decode() for t, v in coordination.hgetall(record).items()}
         coordination.hset(record, "c", "8 idx-c2")  # the publisher, between the reading of Redis and of Elasticsearch
         changed = asyncio.run(reconcile(before, {"a": "idx-a2", "b": "idx-b1", "c": "idx-c1", "d": "idx-d1"}))
         after = {t.decode(): v.decode() for t, v in coordination.hgetall(record).items()}
     finally:
-        coordination.delete(record, f"{settings.index_prefix}:generation")
+        coordination.delete(record, counter)
     assert changed == 2
     assert after["a"].endswith(" idx-a2") and int(after["a"].split()[0]) > 7  # another index: a new generation
     assert after["b"] == "6 idx-b1"  # as served: untouched
     assert after["c"] == "8 idx-c2"  # written since the reading: the publisher's, newer, kept
     assert after["d"].endswith(" idx-d1") and after["d"].split()[0] != after["a"].split()[0]  # missing: recorded
+
+
+def test_an_upgrade_carries_the_record_over_from_the_names_before_hash_tags(setup, tmp_path: Path) -> None:
+    """A plain Redis kept the counter and the record under names without a hash tag: the first API
+    process of the new release carries them over, so every entry cached before stays valid. On a
+    cluster those names never worked: nothing to carry."""
+    settings = setup[0].model_copy(update={"index_prefix": f"{setup[0].index_prefix}-upgrade", "state_dir": tmp_path})
+    coordination = coordination_redis(settings)
+    old_counter, old_record = untagged_served_keys(settings.index_prefix)
+    counter, record = generation_key(settings.index_prefix), served_indices_key(settings.index_prefix)
+    recorded = {b"new_customers": b"40 idx-n1", b"frequent_buyers": b"41 idx-f1"}
+
+    async def carry_over() -> list[int]:
+        state, es_client, clients = open_state(settings)
+        try:
+            return [await state.lookups.cache.carry_over_untagged_record() for _ in range(2)]
+        finally:
+            await es_client.close()
+            for client in clients:
+                await client.aclose()
+
+    try:
+        coordination.set(old_counter, 41)
+        coordination.hset(old_record, mapping=recorded)
+        carried = asyncio.run(carry_over())
+        if settings.redis_cluster:
+            assert carried == [0, 0] and coordination.exists(counter) == 0
+        else:
+            assert carried == [2, 0]  # the first time only
+            assert coordination.get(counter) == b"41" and coordination.hgetall(record) == recorded
+    finally:
+        for key in (old_counter, old_record, counter, record):  # one by one: on a cluster, in two slots
+            coordination.delete(key)

@@ -1,5 +1,5 @@
 """Two ingestions of one type never run at once: the Redis lock on the real Redis, and two
-real ingestions started together."""
+real ingestions started together; on a plain Redis, then on a Redis Cluster."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from resources.lake.storage import Lake
 from resources.publishing.index_writer import SegmentIndexWriter
 from resources.publishing.ingestion import IngestionSettings, ingest_calculation
 from resources.publishing.lock import IngestionLock, IngestionLocked
+from resources.redis_clients import SyncRedis
 from resources.settings import Settings
 from segmentation_assets.rollback import roll_back_with_settings
 from tests.integration.es_proxy import FaultyElasticsearch
@@ -30,25 +31,34 @@ from tests.integration.publishing import (
     served,
     type_index_names,
 )
+from tests import namespaces
 from tests.integration.results_folder import write_results
+from tests.redis_servers import cache_redis, coordination_redis
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def client(settings: Settings) -> redis.Redis:
-    return redis.Redis.from_url(settings.redis_url)
+@pytest.fixture(scope="module")
+def settings(settings_on_each_redis: Settings) -> Settings:
+    """The tests that use it run on a plain Redis, then on a Redis Cluster."""
+    return settings_on_each_redis
 
 
 @pytest.fixture
-def make_lock(client: redis.Redis) -> Callable[..., IngestionLock]:
+def client(settings: Settings) -> SyncRedis:
+    return cache_redis(settings)
+
+
+@pytest.fixture
+def make_lock(client: SyncRedis) -> Iterator[Callable[..., IngestionLock]]:
     prefix = f"test-lock-{uuid.uuid4().hex[:8]}"  # no test sees another's lock
 
     def make(owner: str, seconds: int = 30) -> IngestionLock:
         return IngestionLock(client, prefix, TYPE, seconds, owner)
 
-    return make
+    yield make
+    client.delete(make("cleanup").name)  # a test may leave it to another owner, without an expiry
 
 
 def test_a_second_owner_is_refused_with_the_holder_named(client, make_lock) -> None:
@@ -99,6 +109,8 @@ def test_a_holder_that_lost_its_lock_fails(client, make_lock) -> None:
 
 
 def test_renewal_rides_out_a_redis_outage_shorter_than_the_expiry(client, settings: Settings) -> None:
+    if settings.redis_cluster:
+        pytest.skip("a cluster client reaches the masters at their own addresses, past a proxy before one of them")
     proxy = TcpProxy("127.0.0.1", urlsplit(settings.redis_url).port or 6379)
     try:
         # As the Dagster resource makes its client: without redis-py's own retries, which could hide the outage.
@@ -143,7 +155,19 @@ def test_an_index_is_not_verified_once_the_lock_is_lost(namespace) -> None:
 
 @pytest.fixture
 def namespace(make_namespace: Callable[[], Settings]) -> Settings:
+    """A namespace of its own on the plain Redis, for a test that runs once."""
     return make_namespace().model_copy(update={"ingest_chunk_size": 5, "ingest_bulk_bytes": 1000})
+
+
+@pytest.fixture
+def namespace_on_each_redis(namespace: Settings, settings: Settings) -> Iterator[Settings]:
+    """A namespace of its own on the Redis of `settings`: a plain one, then a cluster."""
+    on_redis = namespace.model_copy(
+        update={"redis_url": settings.redis_url, "redis_cluster": settings.redis_cluster, "lock_redis_url": settings.lock_redis_url}
+    )
+    yield on_redis
+    if on_redis.redis_cluster:  # the session removes what namespaces leave on the plain Redis
+        namespaces.remove_keys(cache_redis(on_redis), namespaces.run_of(on_redis.index_prefix))
 
 
 @pytest.fixture
@@ -153,7 +177,8 @@ def proxy(namespace: Settings) -> Iterator[FaultyElasticsearch]:
     faulty.close()
 
 
-def test_two_ingestions_of_one_type_at_once_one_runs_one_refuses(namespace, proxy) -> None:
+def test_two_ingestions_of_one_type_at_once_one_runs_one_refuses(namespace_on_each_redis: Settings, proxy) -> None:
+    namespace = namespace_on_each_redis
     write_results(namespace.lake_uri, TYPE, "2026-11-20", {"a": [f"c{n:04d}" for n in range(50)]})
     write_results(namespace.lake_uri, TYPE, "2026-11-21", {"a": [f"c{n:04d}" for n in range(60)]})
     proxy.open.clear()  # the first ingestion's bulk requests wait here, mid-load, lock held
@@ -226,12 +251,13 @@ def test_a_step_refused_by_a_held_lock_is_retried_and_publishes_once_it_is_free(
     assert served(namespace) == [materialization(result, "index")["index"]]
 
 
-def test_without_retries_a_held_lock_fails_the_step_at_once(namespace) -> None:
+def test_without_retries_a_held_lock_fails_the_step_at_once(namespace_on_each_redis: Settings) -> None:
     from definitions import build_definitions
     from segmentation_assets.index_and_alias import index_key
 
+    namespace = namespace_on_each_redis
     write_results(namespace.lake_uri, TYPE, "2026-11-22", {"a": ["c1"]})
-    other = IngestionLock(redis.Redis.from_url(namespace.coordination_redis_url), namespace.index_prefix, TYPE, 30, "another-run")
+    other = IngestionLock(coordination_redis(namespace), namespace.index_prefix, TYPE, 30, "another-run")
     with other.held():
         job = build_definitions(namespace).resolve_implicit_global_asset_job_def()
         with dg.instance_for_test() as instance:

@@ -6,18 +6,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
-import redis
-import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
 from resources.names import CacheKind, lookup_key
+from resources.redis_clients import AsyncRedis, async_redis_client, cache_server
 from resources.serving import cache as lookup_cache
 from resources.serving.cache import GenerationFile, LookupCache
 from resources.serving.search_guard import breaker_factory
 from resources.settings import Settings
+from tests.redis_servers import cache_redis, get_many
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
@@ -26,18 +28,28 @@ REDIS_TIMEOUT = 0.5
 ANSWERS = {f"c{n:03d}": f'{{"i": ["s{n}"]}}'.encode() for n in range(100)}
 
 
+@pytest.fixture(scope="module")
+def settings(settings_on_each_redis: Settings) -> Settings:
+    """This module runs on a plain Redis, then on a Redis Cluster: there, the proxy stands before
+    the node that the URL names, which the client asks for the others' addresses."""
+    return settings_on_each_redis
+
+
+def redis_port(settings: Settings) -> int:
+    return urlsplit(settings.redis_url).port or 6379
+
+
 @pytest.fixture
 def proxy(settings: Settings) -> Iterator[TcpProxy]:
-    port = redis.Redis.from_url(settings.redis_url).connection_pool.connection_kwargs["port"]
-    proxy = TcpProxy("127.0.0.1", port)
+    proxy = TcpProxy("127.0.0.1", redis_port(settings))
     yield proxy
     proxy.close()
 
 
-def cache_through(proxy: TcpProxy, settings: Settings, tmp_path: Path) -> tuple[LookupCache, aioredis.Redis]:
-    port = redis.Redis.from_url(settings.redis_url).connection_pool.connection_kwargs["port"]
-    client = aioredis.Redis.from_url(
-        settings.redis_url.replace(f":{port}", f":{proxy.port}"), socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
+def cache_through(proxy: TcpProxy, settings: Settings, tmp_path: Path) -> tuple[LookupCache, AsyncRedis]:
+    through_proxy = settings.redis_url.replace(f":{redis_port(settings)}", f":{proxy.port}")
+    client = async_redis_client(
+        replace(cache_server(settings), url=through_proxy), socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
     )
     cache = LookupCache(
         client,
@@ -55,9 +67,8 @@ def failed_writes() -> float:
 
 
 def stored(settings: Settings, customer_ids: list[str]) -> dict[str, bytes]:
-    direct = redis.Redis.from_url(settings.redis_url)
     keys = [lookup_key(settings.index_prefix, CacheKind.MEMBERSHIPS, c) for c in customer_ids]
-    return {c: v for c, v in zip(customer_ids, direct.mget(keys)) if v is not None}
+    return {c: v for c, v in zip(customer_ids, get_many(cache_redis(settings), keys)) if v is not None}
 
 
 def test_the_writes_land_once_drained(proxy: TcpProxy, settings: Settings, tmp_path: Path) -> None:
@@ -70,7 +81,7 @@ def test_the_writes_land_once_drained(proxy: TcpProxy, settings: Settings, tmp_p
 
     asyncio.run(scenario())
     assert stored(settings, list(ANSWERS)) == ANSWERS
-    ttl = redis.Redis.from_url(settings.redis_url).ttl(lookup_key(settings.index_prefix, CacheKind.MEMBERSHIPS, "c007"))
+    ttl = cache_redis(settings).ttl(lookup_key(settings.index_prefix, CacheKind.MEMBERSHIPS, "c007"))
     assert 0 < ttl <= 60
 
 

@@ -15,7 +15,6 @@ from typing import Any
 
 import orjson
 import pytest
-import redis
 from elasticsearch import Elasticsearch
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
@@ -27,8 +26,15 @@ from resources.names import CacheKind, lookup_key, served_indices_key, type_alia
 from resources.serving.export import ExportCursor
 from resources.settings import Settings
 from tests.published_segments import CALCULATED_AT, publish
+from tests.redis_servers import cache_redis, coordination_redis
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def settings(settings_on_each_redis: Settings) -> Settings:
+    """This module runs on a plain Redis, then on a Redis Cluster."""
+    return settings_on_each_redis
 
 CHUNK = 7
 CUSTOMERS = [f"cust-{i:04d}" for i in range(300)]
@@ -190,13 +196,13 @@ def test_the_cache_holds_segment_ids_by_type_not_the_answer(served) -> None:
     client, headers, settings = served
     customer = "cust-0011"
     response = client.get(f"/v1/customers/{customer}/segments", headers=headers)
-    cache = redis.Redis.from_url(settings.redis_url)
+    cache = cache_redis(settings)
     key = lookup_key(settings.index_prefix, CacheKind.MEMBERSHIPS, customer)
     deadline = time.monotonic() + 5
     while (stored := cache.get(key)) is None and time.monotonic() < deadline:
         time.sleep(0.01)  # written behind the answer
     entry = orjson.loads(stored)
-    recorded = redis.Redis.from_url(settings.coordination_redis_url).hgetall(served_indices_key(settings.index_prefix))
+    recorded = coordination_redis(settings).hgetall(served_indices_key(settings.index_prefix))
     es = Elasticsearch(settings.elasticsearch_url)
     expected = {}
     for segment_type, segments in PUBLISHED.items():

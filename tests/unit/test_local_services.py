@@ -24,6 +24,8 @@ from devtools.local_services.postgres import (
     render_postgres_bootstrap_sql,
     render_postgres_conf,
 )
+from devtools.local_services.redis import _server_args
+from devtools.local_services.redis_cluster import cluster_nodes, node_url
 
 
 def test_service_state_is_frozen() -> None:
@@ -68,6 +70,18 @@ def test_parse_elasticsearch_and_redis_urls() -> None:
     assert (rd.host, rd.port, rd.password) == ("127.0.0.1", 6380, "s3cret")
     with pytest.raises(ServiceError, match="Redis"):
         urls.parse_redis_url("http://127.0.0.1:6379")
+
+
+def test_a_local_cluster_is_three_nodes_on_the_urls_port_and_the_two_after_it(tmp_path: Path) -> None:
+    assert node_url("redis://:s3cret@127.0.0.1:7379/0", 7381) == "redis://:s3cret@127.0.0.1:7381/0"
+    nodes = cluster_nodes("redis://127.0.0.1:7379/0", Layout(tmp_path), label="Redis Cluster", evicting=True)
+    assert [n.url for n in nodes] == [f"redis://127.0.0.1:{p}/0" for p in (7379, 7380, 7381)]
+    assert [n.dir for n in nodes] == [tmp_path / "redis-cluster" / str(p) for p in (7379, 7380, 7381)]
+    args = _server_args(7380, nodes[1])
+    assert args[args.index("--cluster-enabled") + 1] == "yes" and "--cluster-config-file" in args
+    assert args[args.index("--maxmemory-policy") + 1] == "volatile-lru"  # the cache's, on every node
+    single = _server_args(6379, nodes[0].__class__("Redis", "redis://127.0.0.1:6379/0", tmp_path, evicting=True))
+    assert "--cluster-enabled" not in single
 
 
 def test_redact_url_hides_only_the_password() -> None:
