@@ -75,7 +75,8 @@ def test_the_local_cluster_has_three_masters_serving_every_slot_and_a_second_up_
     assert sum(end - start + 1 for node in masters for start, end in (map(int, s) for s in node["slots"])) == 16_384
     started = time.monotonic()
     state = redis_cluster_up(redis_cluster)
-    assert state.running and state.managed and "every slot served" in state.detail
+    # Managed by whichever checkout started it: another checkout on this machine finds it external.
+    assert state.running and "every slot served" in state.detail
     assert time.monotonic() - started < 5
 
 
