@@ -86,6 +86,8 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             error_tolerance=settings.ingest_error_tolerance,
             retention=settings.index_retention,
             replicas=settings.index_replicas,
+            shards=settings.index_shards,
+            memberships_per_shard=settings.index_memberships_per_shard,
         ),
         "redis": RedisResource.for_server(
             coordination_server(settings),

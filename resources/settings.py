@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -20,6 +21,8 @@ class Settings(BaseSettings):
         description="Root of the data lake: a local path or s3://bucket/prefix.",
     )
     database_url: str = "postgresql+psycopg2://segmentation:segmentation@127.0.0.1:5432/segmentation"
+    # One URL, or several separated by commas: the nodes the clients spread their requests over
+    # (`elasticsearch_hosts`), so that a stopped node takes no lookup with it.
     elasticsearch_url: str = "http://127.0.0.1:9200"
     redis_url: str = "redis://127.0.0.1:6379/0"
     # True when `redis_url` names a node of a Redis Cluster: the clients then follow the cluster's
@@ -97,7 +100,16 @@ class Settings(BaseSettings):
     ingest_error_tolerance: float = Field(default=0.0, ge=0, le=1)
     ingest_lock_seconds: int = Field(default=600, ge=10)
     index_retention: int = Field(default=3, ge=1)  # verified indices kept per segment type
-    index_replicas: str = Field(default="0-1", pattern=r"^(\d+-(\d+|all))$")  # auto_expand_replicas once loaded
+    # Replicas of an index once loaded (none while loading): a number (`1`), or an auto-expand
+    # range (`0-1`, `1-all`) that follows how many data nodes the cluster has.
+    index_replicas: str = "0-1"
+    # Primary shards of a new index: 0 sizes them from the calculation's memberships, one shard per
+    # `index_memberships_per_shard` (resources/publishing/index_writer.py `shard_count`); any other
+    # number is used as it is.
+    index_shards: int = Field(default=0, ge=0, le=1024)
+    # Measured ~12 bytes per membership with 9-character ids, ~85 with 36-character random ones
+    # (docs/decisions.md): 500M keeps a shard under Elastic's 50 GB ceiling either way.
+    index_memberships_per_shard: int = Field(default=500_000_000, ge=1)
 
     # Serving (the API): a time budget per Elasticsearch request, the circuit breakers, the Redis cache.
     api_search_budget_seconds: float = Field(default=0.25, gt=0, le=30)
@@ -134,6 +146,17 @@ class Settings(BaseSettings):
     )
 
 
+    @field_validator("index_replicas")
+    @classmethod
+    def _replicas_number_or_range(cls, value: str) -> str:
+        low, _, high = value.partition("-")
+        if not re.fullmatch(r"\d+(-(\d+|all))?", value) or (high.isdigit() and int(high) < int(low)):
+            raise ValueError(
+                f"SEGMENTATION_INDEX_REPLICAS must be a number of replicas (`1`) or an auto-expand range "
+                f"from low to high (`0-1`, `1-all`), not {value!r}"
+            )
+        return value
+
     @property
     def partition_seconds(self) -> int:
         """How long a partition's window is: how often each type's calculation is renewed."""
@@ -155,3 +178,8 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def elasticsearch_hosts(url: str) -> list[str]:
+    """The node URLs that `SEGMENTATION_ELASTICSEARCH_URL` lists (one, or several separated by commas)."""
+    return [part.strip() for part in url.split(",") if part.strip()] or [url]

@@ -23,9 +23,10 @@ from resources.config_store.segments import SegmentRepository
 from resources.json_logs import redact
 from resources.lake.storage import Lake
 from resources.publishing.bulk_load import BulkSettings
-from resources.publishing.index_writer import SegmentIndexWriter
+from resources.publishing.index_writer import DEFAULT_MEMBERSHIPS_PER_SHARD, SegmentIndexWriter
 from resources.publishing.ingestion import IngestionSettings
 from resources.redis_clients import RedisServer, SyncRedis, check_cluster_mode, redis_client
+from resources.settings import elasticsearch_hosts
 from segmentation_assets.core.segment_job import (
     SegmentJobRequest,
     SegmentJobResult,
@@ -101,6 +102,8 @@ class ElasticsearchResource(dg.ConfigurableResource):
     error_tolerance: float = 0.0
     retention: int = 3
     replicas: str = "0-1"
+    shards: int = 0  # 0: sized from each calculation's memberships
+    memberships_per_shard: int = DEFAULT_MEMBERSHIPS_PER_SHARD
     _client: Elasticsearch | None = PrivateAttr(default=None)
 
     def client(self) -> Elasticsearch:
@@ -109,7 +112,7 @@ class ElasticsearchResource(dg.ConfigurableResource):
             self._client = client_for_url(
                 "Elasticsearch",
                 self.url,
-                lambda url: Elasticsearch(url, request_timeout=timeout, retry_on_timeout=True, max_retries=3),
+                lambda url: Elasticsearch(elasticsearch_hosts(url), request_timeout=timeout, retry_on_timeout=True, max_retries=3),
             )
         return self._client
 
@@ -119,7 +122,13 @@ class ElasticsearchResource(dg.ConfigurableResource):
             self._client = None
 
     def writer(self) -> SegmentIndexWriter:
-        return SegmentIndexWriter(self.client(), self.index_prefix, replicas=self.replicas)
+        return SegmentIndexWriter(
+            self.client(),
+            self.index_prefix,
+            replicas=self.replicas,
+            shards=self.shards,
+            memberships_per_shard=self.memberships_per_shard,
+        )
 
     def ingestion_settings(self) -> IngestionSettings:
         bulk = BulkSettings(

@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 
 from resources.settings import Settings
 from tests import namespaces
+from tests.elasticsearch_servers import TEST_ES_CLUSTER_PORT, cluster_client, remove_orphan_indices
 from tests.redis_servers import TEST_CLUSTER_PORT, cache_redis
 
 
@@ -93,6 +94,24 @@ def redis_cluster(services: Settings) -> Iterator[Settings]:
     admin_engine.dispose()
     yield cluster
     client.close()
+
+
+@pytest.fixture(scope="session")
+def elasticsearch_cluster(services: Settings) -> Iterator[Settings]:
+    """The services, with the local two-node Elasticsearch cluster as the Elasticsearch, both nodes'
+    URLs listed (devtools/local_services/elasticsearch_cluster.py); started only when a test asks
+    for it. Indices that killed sessions left on it are removed first; a module removes its own."""
+    from devtools.local_services import elasticsearch_cluster_up
+    from devtools.local_services.elasticsearch_cluster import cluster_urls
+
+    elasticsearch_cluster_up(services, TEST_ES_CLUSTER_PORT)
+    cluster = services.model_copy(update={"elasticsearch_url": cluster_urls(TEST_ES_CLUSTER_PORT)})
+    es = cluster_client(cluster)
+    admin_engine = create_engine(services.database_url)
+    remove_orphan_indices(es, admin_engine)
+    admin_engine.dispose()
+    yield cluster
+    es.close()
 
 
 @pytest.fixture(scope="module", params=["redis", "redis-cluster"])

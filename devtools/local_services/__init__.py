@@ -14,6 +14,8 @@
 * ``SEGMENTATION_REDIS_CLUSTER=true`` (``SEGMENTATION_LOCK_REDIS_CLUSTER`` for coordination): the
   Redis at the URL is a local cluster of three masters on its port and the two after it
   (:mod:`.redis_cluster`). ``down`` stops every cluster node started under ``state_dir``.
+* The tests' Elasticsearch cluster of two nodes (:mod:`.elasticsearch_cluster`) is started only by
+  :func:`elasticsearch_cluster_up`; ``down`` stops it too.
 
 The three public functions log progress (``logging``, loggers under ``devtools.local_services``)
 and print nothing; the caller renders the returned :class:`ServiceState` list.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from devtools.local_services import elasticsearch_cluster
 from devtools.local_services.elasticsearch import (
     elasticsearch_down,
     elasticsearch_state,
@@ -48,6 +51,7 @@ from resources.settings import Settings
 __all__ = [
     "ServiceError",
     "ServiceState",
+    "elasticsearch_cluster_up",
     "redis_cluster_up",
     "services_down",
     "services_status",
@@ -83,6 +87,10 @@ def _coordination_redis(single: Step, cluster: ClusterStep) -> Step:
 
 def _local_clusters_down(settings: Settings, layout: Layout) -> ServiceState | None:
     return local_clusters_down(layout)
+
+
+def _local_elasticsearch_clusters_down(settings: Settings, layout: Layout) -> ServiceState | None:
+    return elasticsearch_cluster.local_clusters_down(layout)
 
 
 def _run_each(steps: list[Step], settings: Settings, layout: Layout) -> list[ServiceState]:
@@ -126,12 +134,26 @@ def redis_cluster_up(settings: Settings) -> ServiceState:
         return cluster_up(settings.redis_url, layout, label=f"{REDIS} Cluster", evicting=True)
 
 
+def elasticsearch_cluster_up(settings: Settings, first_port: int) -> ServiceState:
+    """Only the local two-node Elasticsearch cluster on `first_port` and the port after it (for the tests)."""
+    layout = layout_for(settings)
+    with state_lock(layout):
+        return elasticsearch_cluster.cluster_up(first_port, layout)
+
+
 def services_down(settings: Settings) -> list[ServiceState]:
     """Stop what `services_up` started (pidfiles under state_dir); leave everything else alone."""
     layout = layout_for(settings)
     with state_lock(layout):
         # Cluster nodes are found by their folders: a cluster the settings no longer name is stopped too.
-        steps = [elasticsearch_down, postgres_down, redis_down, coordination_down, _local_clusters_down]
+        steps = [
+            elasticsearch_down,
+            _local_elasticsearch_clusters_down,
+            postgres_down,
+            redis_down,
+            coordination_down,
+            _local_clusters_down,
+        ]
         return _run_each(steps, settings, layout)
 
 

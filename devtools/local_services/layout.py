@@ -3,6 +3,7 @@
     downloads/                        the Elasticsearch zip, verified
     services.lock
     elasticsearch/{elasticsearch-<version>,data,logs,tmp}, elasticsearch.pid
+    elasticsearch-cluster/<http port>/{config,data,logs,tmp}, elasticsearch.pid   the tests' cluster
     postgres/{data,log,run}           the pidfile is PostgreSQL's own data/postmaster.pid
     redis/                            redis.pid, redis.log, auth.conf
     redis-cluster/<port>/             a local Redis Cluster's nodes: redis.pid, redis.log, nodes.conf
@@ -33,30 +34,16 @@ class Layout:
     def lock_file(self) -> Path:
         return self.root / "services.lock"
 
-    # Elasticsearch (its home, named after the release, is elasticsearch_install.es_home)
+    # Elasticsearch (its home, named after the release, is elasticsearch_install.es_home; the
+    # folders of each node are elasticsearch.LocalNode's)
     @property
     def es_dir(self) -> Path:
         return self.root / "elasticsearch"
 
     @property
-    def es_data(self) -> Path:
-        return self.es_dir / "data"
-
-    @property
-    def es_logs(self) -> Path:
-        return self.es_dir / "logs"
-
-    @property
-    def es_tmp(self) -> Path:
-        return self.es_dir / "tmp"
-
-    @property
-    def es_pidfile(self) -> Path:
-        return self.es_dir / "elasticsearch.pid"
-
-    @property
-    def es_launcher_log(self) -> Path:
-        return self.es_logs / "launcher.log"
+    def es_cluster_dir(self) -> Path:
+        """One folder per node of the local Elasticsearch clusters, named after its HTTP port."""
+        return self.root / "elasticsearch-cluster"
 
     # PostgreSQL
     @property

@@ -91,7 +91,12 @@ def parse_redis_url(url: str) -> HostPort:
 
 
 def redact_url(url: str) -> str:
-    """The URL with its password replaced by `***` (for messages and the status table)."""
+    """The URL with its password replaced by `***` (for messages and the status table); each URL
+    of a comma-separated list (several Elasticsearch nodes)."""
+    return ",".join(_redact_one(part) for part in url.split(","))
+
+
+def _redact_one(url: str) -> str:
     parsed = urllib.parse.urlsplit(url)
     if parsed.password is None:
         return url

@@ -12,6 +12,8 @@ which indices may be served and in what order they were calculated.
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +27,15 @@ from elasticsearch import Elasticsearch, NotFoundError, helpers
 from resources.names import read_alias, type_alias, type_index_pattern
 from resources.publishing.bulk_load import BulkLoader, BulkSettings, LoadReport
 from resources.targeting import TARGETING_ATTRIBUTES
+
+log = logging.getLogger(__name__)
+
+# Lookups are term queries that every shard of the served indices answers, so fewer, larger shards
+# serve them cheapest (replicas, not shards, add read capacity): a shard per 500M memberships is
+# 6-42 GB as measured (short ids to 36-character ones), under Elastic's 50 GB ceiling.
+DEFAULT_MEMBERSHIPS_PER_SHARD = 500_000_000
+MAX_SIZED_SHARDS = 16  # a sized index never has more; past it, shards grow beyond the size instead
+REPLICAS_RANGE = re.compile(r"\d+-(\d+|all)")
 
 SEGMENT_INDEX_MAPPING: dict[str, Any] = {
     "dynamic": "strict",
@@ -45,6 +56,24 @@ SEGMENT_INDEX_MAPPING: dict[str, Any] = {
         "customer_ids": {"type": "keyword", "doc_values": False, "store": True},
     },
 }
+
+
+def shard_count(memberships: int, memberships_per_shard: int = DEFAULT_MEMBERSHIPS_PER_SHARD, override: int = 0) -> int:
+    """Primary shards of a calculation's index: `override` when set, else one per
+    `memberships_per_shard` memberships, rounded up, from 1 to `MAX_SIZED_SHARDS`."""
+    if override > 0:
+        return override
+    return min(MAX_SIZED_SHARDS, max(1, -(-memberships // memberships_per_shard)))
+
+
+def replica_settings(replicas: str) -> dict[str, Any]:
+    """Index settings for `SEGMENTATION_INDEX_REPLICAS`: a number (`1`) is that many replicas, with
+    auto-expansion off; a range (`0-1`, `1-all`) is `auto_expand_replicas`."""
+    if replicas.isdigit():
+        return {"number_of_replicas": int(replicas), "auto_expand_replicas": False}
+    if REPLICAS_RANGE.fullmatch(replicas):
+        return {"auto_expand_replicas": replicas}
+    raise ValueError(f"replicas must be a number (`1`) or an auto-expand range (`0-1`, `1-all`), not {replicas!r}")
 
 
 def chunk_id(segment_id: str, chunk: int) -> str:
@@ -150,10 +179,21 @@ class SegmentCount:
 
 
 class SegmentIndexWriter:
-    def __init__(self, client: Elasticsearch, prefix: str, replicas: str = "0-1") -> None:
+    def __init__(
+        self,
+        client: Elasticsearch,
+        prefix: str,
+        replicas: str = "0-1",
+        *,
+        shards: int = 0,
+        memberships_per_shard: int = DEFAULT_MEMBERSHIPS_PER_SHARD,
+    ) -> None:
         self._es = client
         self._prefix = prefix
-        self._replicas = replicas  # auto_expand_replicas once loaded: "0-1" gives a replica where a node can hold it
+        # Once loaded: "0-1" gives a replica where a node can hold it (`replica_settings`).
+        self._replicas = replica_settings(replicas)
+        self._shards = shards  # 0: sized from the memberships (`shard_count`)
+        self._memberships_per_shard = memberships_per_shard
 
     @property
     def client(self) -> Elasticsearch:
@@ -163,13 +203,18 @@ class SegmentIndexWriter:
     def prefix(self) -> str:
         return self._prefix
 
-    def create_index(self, index: str, meta: dict[str, Any]) -> None:
+    def create_index(self, index: str, meta: dict[str, Any], memberships: int = 0) -> int:
+        """Creates the index of a calculation of `memberships`; answers its primary shards, which
+        its `_meta` records too."""
+        shards = shard_count(memberships, self._memberships_per_shard, self._shards)
         # Loading is fastest with no replicas and no refreshes; `finish_loading` restores both.
         self._es.indices.create(
             index=index,
-            settings={"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "-1"},
-            mappings={**SEGMENT_INDEX_MAPPING, "_meta": meta},
+            settings={"number_of_shards": shards, "number_of_replicas": 0, "refresh_interval": "-1"},
+            mappings={**SEGMENT_INDEX_MAPPING, "_meta": {**meta, "shards": shards}},
         )
+        log.info("created %s: %d primary shards for %d memberships", index, shards, memberships)
+        return shards
 
     def load(self, index: str, documents: Iterable[dict[str, Any]], bulk: BulkSettings) -> LoadReport:
         pairs = ((chunk_id(d["segment_id"], d["chunk"]), d) for d in documents)
@@ -180,7 +225,7 @@ class SegmentIndexWriter:
         self._es.indices.refresh(index=index)
         self._es.indices.put_settings(
             index=index,
-            settings={"refresh_interval": None, "auto_expand_replicas": self._replicas},
+            settings={"refresh_interval": None, **self._replicas},
         )
         # Primaries answer already; a replica still copying only lowers redundancy, so no failure.
         self._es.options(ignore_status=408).cluster.health(

@@ -116,7 +116,7 @@ def ingest_calculation(
         "verified": False,
     }
     try:
-        writer.create_index(name, meta)
+        writer.create_index(name, meta, memberships=manifest.total_members)
         expected = manifest.member_counts
         read = ResultsRead()
         documents = segment_documents(lake, results_uri, manifest, settings.chunk_size, read)

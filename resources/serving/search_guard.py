@@ -20,6 +20,7 @@ from elasticsearch.serializer import OrjsonSerializer
 from resources.circuit_breaker import CircuitOpen, Circuits
 from resources.names import ELASTICSEARCH_CIRCUIT, POSTGRESQL_CIRCUIT, REDIS_CIRCUIT
 from resources.serving.metrics import BREAKER_STATE, BREAKER_STATES, SEARCH_LATENCY
+from resources.settings import elasticsearch_hosts
 
 T = TypeVar("T")
 
@@ -58,7 +59,7 @@ def _is_cluster_failure(error: Exception) -> bool:
 def search_client(url: str, budget_seconds: float) -> AsyncElasticsearch:
     # One quick retry on a dropped connection; never more than the budget in total (see `run`).
     return AsyncElasticsearch(
-        url,
+        elasticsearch_hosts(url),  # one URL, or several nodes' (a node that fails is left a while)
         serializer=OrjsonSerializer(),  # a batch's answer is ~100 KB of JSON: the stdlib parser took a tenth of the CPU
         request_timeout=budget_seconds,
         max_retries=1,
