@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import zipfile
 from pathlib import Path
 from urllib.parse import urlparse
@@ -53,7 +54,8 @@ class EmrServerlessRunner(SegmentJobRunner):
 
     application_id: str
     execution_role_arn: str
-    # Where the entry point, the project archive and the Pipes messages are put: s3://bucket/prefix
+    # Where the entry point, the project archive, the job requests and the Pipes messages go:
+    # s3://bucket/prefix
     code_uri: str
     spark_submit_parameters: str = "--conf spark.sql.session.timeZone=UTC"
     poll_interval_seconds: float = 10.0
@@ -67,9 +69,19 @@ class EmrServerlessRunner(SegmentJobRunner):
         s3.put_object(Bucket=bucket, Key=entry_key, Body=ENTRYPOINT.read_bytes())
         return f"s3://{bucket}/{entry_key}", f"s3://{bucket}/{archive_key}"
 
+    def upload_request(self, s3, request: SegmentJobRequest) -> str:
+        """The request goes by S3, not in the Pipes context: dagster-aws puts that context into
+        `sparkSubmitParameters`, which EMR caps at 102,400 characters (~2,500 segments). One object
+        per job of a run; a retry of the step rewrites it before its own job starts."""
+        bucket, prefix = _split(self.code_uri)
+        key = f"{prefix}/requests/{request.run_id}/{request.segment_type}-{request.partition_key}.json"
+        s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(request.to_json()).encode())
+        return f"s3://{bucket}/{key}"
+
     def run(self, context: dg.AssetExecutionContext, request: SegmentJobRequest) -> SegmentJobResult:
         s3 = boto3.client("s3")
         entry_point, archive = self.upload_code(s3)
+        request_uri = self.upload_request(s3, request)
         bucket, _ = _split(self.code_uri)
         pipes = PipesEMRServerlessClient(
             client=emr_serverless_client(),
@@ -89,7 +101,7 @@ class EmrServerlessRunner(SegmentJobRunner):
                     }
                 },
             },
-            extras={"request": request.to_json()},
+            extras={"request_uri": request_uri},
         )
         lake = Lake(request.lake_uri)
         results_uri = lake.results_dir(request.segment_type, request.partition_key)

@@ -22,10 +22,14 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import boto3
+from botocore.exceptions import ClientError
 
 from segmentation_assets.core.spark_session import s3a_settings
 
 VENV_BIN = Path(sys.executable).parent
+# EMR Serverless's StartJobRun API reference, SparkSubmit.sparkSubmitParameters: "Maximum length of
+# 102400" (also `max` in botocore's emr-serverless service model). Neither botocore nor moto enforces it.
+SPARK_SUBMIT_PARAMETERS_MAX = 102_400
 
 
 @contextmanager
@@ -101,6 +105,13 @@ class EmrStandIn:
         self.started: list[dict] = []
 
     def start_job_run(self, **params):
+        parameters = params["jobDriver"]["sparkSubmit"].get("sparkSubmitParameters", "")
+        if len(parameters) > SPARK_SUBMIT_PARAMETERS_MAX:
+            message = (
+                "1 validation error detected: Value at 'jobDriver.sparkSubmit.sparkSubmitParameters' failed to "
+                f"satisfy constraint: Member must have length less than or equal to {SPARK_SUBMIT_PARAMETERS_MAX}"
+            )
+            raise ClientError({"Error": {"Code": "ValidationException", "Message": message}}, "StartJobRun")
         response = self._client.start_job_run(**params)
         job_run = self._client.get_job_run(applicationId=response["applicationId"], jobRunId=response["jobRunId"])["jobRun"]
         self.started.append(job_run)

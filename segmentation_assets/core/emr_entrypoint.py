@@ -1,11 +1,15 @@
 """The segment job as EMR Serverless runs it: the same `run_segment_job`, driven by Dagster Pipes.
 
 EMR runs this file with `spark-submit`; the project's packages arrive through `--py-files`
-(see segmentation_assets/emr_runner.py). The request comes as a Pipes extra; progress and the outcome go
-back through S3 messages, and the results and manifest go to the lake as in local mode.
+(see segmentation_assets/emr_runner.py). The request is read from S3, at the URI the Pipes extra
+`request_uri` gives; progress and the outcome go back through S3 messages, and the results and
+manifest go to the lake as in local mode.
 """
 
 from __future__ import annotations
+
+import json
+from urllib.parse import urlparse
 
 
 def main() -> None:
@@ -16,8 +20,11 @@ def main() -> None:
     from segmentation_assets.core.segment_job import SegmentJobRequest, run_segment_job
     from segmentation_assets.core.spark_session import JOB_SQL_SETTINGS
 
-    with open_dagster_pipes(message_writer=PipesS3MessageWriter(client=boto3.client("s3"))) as pipes:
-        request = SegmentJobRequest.from_json(pipes.get_extra("request"))
+    s3 = boto3.client("s3")
+    with open_dagster_pipes(message_writer=PipesS3MessageWriter(client=s3)) as pipes:
+        request_uri = urlparse(pipes.get_extra("request_uri"))
+        body = s3.get_object(Bucket=request_uri.netloc, Key=request_uri.path.lstrip("/"))["Body"].read()
+        request = SegmentJobRequest.from_json(json.loads(body))
         spark = (
             SparkSession.builder.appName(f"segmentation-{request.segment_type}-{request.partition_key}")
             .config(map=JOB_SQL_SETTINGS)

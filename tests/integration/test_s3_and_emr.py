@@ -8,16 +8,20 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from datetime import date, datetime, timezone
 from pathlib import Path
+from urllib.parse import urlparse
 
 import boto3
 import pytest
+from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, decode_param
 from fastapi.testclient import TestClient
 
 from api.main import create_app
@@ -32,7 +36,7 @@ from resources.lake.storage import Lake
 from resources.settings import Settings
 from segmentation_assets import emr_runner
 from segmentation_assets.core.segment_types import SEGMENT_TYPES
-from tests.moto_emr import EmrStandIn, moto_server
+from tests.moto_emr import SPARK_SUBMIT_PARAMETERS_MAX, EmrStandIn, moto_server
 from tests.reference import ReferenceLake
 
 pytestmark = pytest.mark.integration
@@ -45,6 +49,13 @@ SEGMENTS = [
     ("frequent_buyers", {"min_orders": 2, "lookback_days": 30}),
     ("frequent_buyers", {"min_orders": 1, "lookback_days": 7, "city": "Madrid"}),
     ("high_spenders", {"min_total_amount": 80, "lookback_days": 30}),
+]
+# Past the ~2,500 segments of a type whose request fitted in the Pipes context (sparkSubmitParameters):
+# each narrowed to a store, all different, none selecting anyone (1,000+ orders), so the reference
+# need not compute them one by one (~20 ms each).
+MANY_SEGMENTS = [
+    ("frequent_buyers", {"min_orders": 1_000 + i // 20, "lookback_days": 30, "store_id": f"s{1 + i % 20:04d}"})
+    for i in range(4_000)
 ]
 
 
@@ -81,10 +92,10 @@ def _s3_settings(settings: Settings, name: str) -> Settings:
     return settings.model_copy(update={"lake_uri": uri})
 
 
-def _create_segments(settings: Settings) -> dict[str, tuple[str, dict]]:
+def _create_segments(settings: Settings, wanted: list[tuple[str, dict]] = SEGMENTS) -> dict[str, tuple[str, dict]]:
     segments = SegmentRepository(session_factory(settings.database_url))
     created = {}
-    for segment_type, params in SEGMENTS:
+    for segment_type, params in wanted:
         parsed = SEGMENT_TYPES[segment_type].parse_params(params)
         segment = segments.create(
             name=f"{segment_type} {params}", segment_type=segment_type, params=params, targeting=parsed.targeting(),
@@ -139,11 +150,20 @@ def test_segmentation_run_over_a_lake_on_s3(namespace: Settings, local_copy: Ref
     _assert_served_as_reference(settings, created, local_copy)
 
 
+def _pipes_extras(spark_submit_parameters: str) -> dict:
+    """The extras of the Pipes context dagster-aws put into the job's driver environment."""
+    conf = f"spark.emr-serverless.driverEnv.{DAGSTER_PIPES_CONTEXT_ENV_VAR}="
+    value = next(w.removeprefix(conf) for w in shlex.split(spark_submit_parameters) if w.startswith(conf))
+    return decode_param(value)["data"]["extras"]
+
+
 def test_spark_mode_emr_through_pipes(
     namespace: Settings, local_copy: ReferenceLake, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Also with more segments of a type than a request carried in the Pipes context allowed."""
     settings = _s3_settings(namespace, "lake-emr")
     created = {i: v for i, v in _create_segments(settings).items()}
+    many = set(_create_segments(settings, MANY_SEGMENTS))
     application = boto3.client("emr-serverless").create_application(
         name="segmentation", releaseLabel="emr-7.5.0", type="SPARK"
     )
@@ -165,3 +185,16 @@ def test_spark_mode_emr_through_pipes(
     assert submitted["entryPoint"] == "s3://lake-emr/_emr/emr_entrypoint.py"
     assert "--py-files s3://lake-emr/_emr/segmentation-" in submitted["sparkSubmitParameters"]
     _assert_served_as_reference(settings, created, local_copy)
+
+    lake = Lake(settings.lake_uri)
+    manifest = read_manifest(lake, lake.results_dir("frequent_buyers", PARTITION))
+    frequent_buyers = {i for i, (t, _) in created.items() if t == "frequent_buyers"} | many
+    assert {s.segment_id for s in manifest.segments} == frequent_buyers
+    assert not [s for s in manifest.segments if s.segment_id in many and s.member_count]
+    [job_run] = [r for r in stand_in.started if r["name"].startswith("segmentation-frequent_buyers-")]
+    parameters = job_run["jobDriver"]["sparkSubmit"]["sparkSubmitParameters"]
+    assert len(parameters) < SPARK_SUBMIT_PARAMETERS_MAX // 50, len(parameters)
+    request_uri = _pipes_extras(parameters)["request_uri"]
+    assert request_uri == f"s3://lake-emr/_emr/requests/{manifest.run_id}/frequent_buyers-{PARTITION}.json"
+    request = boto3.client("s3").get_object(Bucket="lake-emr", Key=urlparse(request_uri).path.lstrip("/"))
+    assert {c["segment_id"] for c in json.loads(request["Body"].read())["configs"]} == frequent_buyers
