@@ -105,7 +105,9 @@ def open_state(settings: Settings) -> tuple[AppState, AsyncElasticsearch, list[A
         api_keys=ApiKeyCache(
             ApiKeyRepository(sessions), config_store=config_store, accept_legacy=settings.api_accept_legacy_keys
         ),
-        lookups=SegmentLookups(reader, cache, near_entries=settings.lookup_near_cache_entries),
+        lookups=SegmentLookups(
+            reader, cache, near_entries=settings.lookup_near_cache_entries, near_bytes=settings.lookup_near_cache_megabytes << 20
+        ),
         export=SegmentExport(reader, settings.api_export_budget_seconds),
         readiness=Readiness(
             es, redis, engine_for(settings.database_url), coordination if coordination is not redis else None

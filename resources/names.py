@@ -71,7 +71,7 @@ class CacheKind(StrEnum):
 
     MEMBERSHIPS = "m"  # a customer's segment ids, by the generation each type's index was served at
     SEGMENT = "s"  # a segment's summary, under the generation it was read at
-    CATALOG = "i"  # an index's catalog
+    CATALOG = "c"  # an index's catalog, a line per segment ("i" held the older JSON form)
     HOLDS = "h"  # whether an index has a customer in a segment: "1" or "0"
 
 

@@ -120,6 +120,7 @@ class Settings(BaseSettings):
     lookup_cache_ttl_seconds: int = Field(default=3600, ge=1)
     lookup_generation_refresh_seconds: float = Field(default=1.0, ge=0, le=60)
     lookup_near_cache_entries: int = Field(default=10_000, ge=0)  # per API process; 0 turns it off
+    lookup_near_cache_megabytes: int = Field(default=64, ge=1)  # and at most this much of answers
     # A client sends a request's headers within this long (from its first byte), and its body
     # within this long after them, or gets 408 (api/http_limits.py).
     api_head_read_seconds: float = Field(default=10.0, gt=0, le=300)

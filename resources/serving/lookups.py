@@ -33,7 +33,7 @@ from resources.names import CacheKind
 from resources.serving.cache import LookupCache, NearCache
 from resources.serving.coalescing import Coalescer
 from resources.serving.metrics import CACHE_LOOKUPS
-from resources.serving.reader import CUSTOMERS_PER_BUDGET, SegmentReader
+from resources.serving.reader import CUSTOMERS_PER_BUDGET, Catalog, SegmentReader
 from resources.serving.served_indices import Held, ServedIndices
 
 # How long a process may keep answering from the view before a switch while it gets ready for the new one.
@@ -41,15 +41,14 @@ WARM_SECONDS = 10.0
 
 MEMBERSHIPS, SEGMENT, CATALOG, HOLDS = CacheKind.MEMBERSHIPS, CacheKind.SEGMENT, CacheKind.CATALOG, CacheKind.HOLDS
 
-Catalog = dict[str, dict[str, Any]]
 
 
 class SegmentLookups:
-    def __init__(self, reader: SegmentReader, cache: LookupCache, *, near_entries: int = 0) -> None:
+    def __init__(self, reader: SegmentReader, cache: LookupCache, *, near_entries: int = 0, near_bytes: int = 64 << 20) -> None:
         self.reader = reader
         self.cache = cache
         self._misses: Coalescer[Held] = Coalescer(reader.memberships_of, max_ids=CUSTOMERS_PER_BUDGET)
-        self._near = NearCache(near_entries)  # f"{generation}:{kind}:{item}" -> an answer's JSON
+        self._near = NearCache(near_entries, near_bytes)  # f"{generation}:{kind}:{item}" -> an answer's JSON
         self._catalogs_kept: dict[str, float] = {}  # index -> next rewrite due
         self._adopted: ServedIndices | None = None  # the view lookups answer from (`_served`)
         self._warming: asyncio.Task[None] | None = None
@@ -260,7 +259,7 @@ class SegmentLookups:
 def _segment_list(held: Held, catalogs: dict[str, Catalog]) -> bytes:
     """The JSON list of a customer's segments, sorted by id, joined from the catalogs' serialized ones."""
     serialized = sorted(
-        (segment_id, catalogs[index][segment_id]["json"])
+        (segment_id, catalogs[index][segment_id])
         for index, segment_ids in held.items()
         for segment_id in segment_ids
         if segment_id in catalogs[index]

@@ -36,7 +36,7 @@ HTTP_LATENCY = Histogram(
 )
 CACHE_LOOKUPS = Counter(
     "segmentation_cache_lookups_total",
-    "Lookup cache reads by kind (m: memberships, s: segment summary, i: catalog, h: membership check) and "
+    "Lookup cache reads by kind (m: memberships, s: segment summary, c: catalog, h: membership check) and "
     "result (hit_near, hit, miss; stale: found, but a type switched since it was written).",
     ["kind", "result"],
 )

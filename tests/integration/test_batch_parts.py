@@ -10,6 +10,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
 from elasticsearch import AsyncElasticsearch
 
@@ -166,3 +167,52 @@ def test_each_search_in_a_point_in_time_uses_the_id_of_the_last_answer(settings:
     assert len(used) >= 4  # z1's three pages, z2's two
     assert used == [f"renamed-{n}" for n in range(len(used))], "a search used a point in time's old id"
     assert closed == [f"renamed-{len(used)}"]
+
+
+def test_a_lone_customer_is_aggregated_and_paged_only_beyond_a_bucket(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One customer's segments come as the keys of one aggregation; when an index holds it in more
+    segments than a bucket lists, its hits are paged instead, and it still gets every segment."""
+    monkeypatch.setattr(segment_reader, "MAX_HITS", PAGE)
+    monkeypatch.setattr(segment_reader, "SEGMENTS_PER_BUCKET", PAGE)
+    published = {f"lone-{n:02d}": ({}, ["w1", "w2"] if n < PAGE else ["w1"]) for n in range(9)}
+    index = publish(settings, "new_customers", published, partition_key="2026-11-26")
+
+    held, targets = read(settings, ["w2"])  # in exactly a bucket's worth
+    assert segments_of(held["w2"]) == expected(published, "w2") and len(expected(published, "w2")) == PAGE
+    assert set(held["w2"]) == {index} and "pit" not in targets and len(targets) == 1
+
+    held, targets = read(settings, ["w1"])  # in more than a bucket lists
+    assert segments_of(held["w1"]) == expected(published, "w1") and len(expected(published, "w1")) == 9
+    assert set(held["w1"]) == {index} and targets.count("pit") >= 2  # after the aggregation, pages
+
+    held, targets = read(settings, ["nobody"])
+    assert held == {"nobody": {}} and len(targets) == 1
+
+
+def test_a_catalog_is_read_in_pages_and_taken_back_whole_from_its_serialized_form(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every segment's answer, over several catalog pages; and the form the cache keeps (a line per
+    segment) gives another process the same catalog, tabs, newlines and quotes in names included."""
+    monkeypatch.setattr(segment_reader, "CATALOG_PAGE", 3)
+    names = {f"cat-{n:02d}": f'name {n}\twith "quotes"\nand a line' if n % 2 else f"name {n}" for n in range(8)}
+    published = {s: ({"name": name, "labels": {"team": f"t{n}"}, "city": "Madrid"}, ["v1"]) for n, (s, name) in enumerate(names.items())}
+    index = publish(settings, "frequent_buyers", published, partition_key="2026-11-27")
+
+    async def scenario() -> tuple[dict[str, bytes], dict[str, bytes]]:
+        es = AsyncElasticsearch(settings.elasticsearch_url)
+        guard = SearchGuard(breaker_factory(failures=5, open_seconds=30), budget_seconds=10, open_seconds=30)
+        try:
+            catalog = await SegmentReader(es, settings.index_prefix, guard, catalog_budget_seconds=10).catalog(index)
+            serialized = SegmentReader.serialized_catalog(catalog)
+            adopted = SegmentReader(es, settings.index_prefix, guard, catalog_budget_seconds=10).adopt_catalog(index, serialized)
+            return catalog, adopted
+        finally:
+            await es.close()
+
+    catalog, adopted = asyncio.run(scenario())
+    assert adopted == catalog
+    answers = {s: orjson.loads(answer) for s, answer in catalog.items()}
+    assert {s: (a["name"], a["labels"], a["city"], a["segment_type"]) for s, a in answers.items()} == {
+        s: (name, {"team": f"t{n}"}, "Madrid", "frequent_buyers") for n, (s, name) in enumerate(names.items())
+    }

@@ -132,14 +132,19 @@ def test_misses_that_arrive_while_a_search_runs_share_the_next_one(fresh) -> Non
         reader = state.lookups.reader
         try:
             await state.lookups.customer_segments("somebody-else")  # what is served, and the catalogs, read
-            search, searching, searched = reader._search, asyncio.Event(), []
+            search, aggregate, searching, searched = reader._search, reader._aggregate_one, asyncio.Event(), []
 
             async def held_up(target: str, customer_ids: list[str], *rest: Any) -> Any:
                 searched.append(len(customer_ids))
                 await searching.wait()  # Elasticsearch slow to answer: the other misses arrive meanwhile
                 return await search(target, customer_ids, *rest)
 
-            reader._search = held_up
+            async def held_up_alone(target: str, customer_id: str, *rest: Any) -> Any:  # a lone miss's search
+                searched.append(1)
+                await searching.wait()
+                return await aggregate(target, customer_id, *rest)
+
+            reader._search, reader._aggregate_one = held_up, held_up_alone
             asked = asyncio.gather(*(state.lookups.customer_segments(c) for c in CUSTOMERS))
             await asyncio.sleep(0.5)
             searching.set()
