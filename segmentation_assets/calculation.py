@@ -26,6 +26,11 @@ from segmentation_assets.dagster_resources import (
     SegmentJobRunner,
 )
 
+# A materialization's metadata is one event-log row, read by every UI page that shows the asset:
+# per-segment figures go there only up to this many segments (at 100K they were ~8 MB an event).
+# Beyond it, the segments that changed most; every segment's figures stay in the calculation
+# history (GET /v1/segments/{id}/history) and the manifest.
+PER_SEGMENT_METADATA_LIMIT = 1_000
 DATA_QUALITY_CHECK = "data_quality"
 CONFIGS_CHECK = "configs_valid"
 
@@ -113,11 +118,25 @@ def _runnable_configs(segment_type: SegmentType, segments: list[Segment]) -> tup
     return configs, broken
 
 
+def _per_segment_metadata(result: SegmentJobResult, configs: list[SegmentConfig]) -> dict[str, object]:
+    segments = result.segments
+    if len(segments) > PER_SEGMENT_METADATA_LIMIT:
+        segments = sorted(segments, key=lambda s: (-((s.entered or 0) + (s.exited or 0)), s.segment_id))
+        segments = segments[:PER_SEGMENT_METADATA_LIMIT]
+        listed = f"the {len(segments):,} of {len(configs):,} segments whose members changed most"
+    else:
+        listed = "every segment"
+    return {
+        "per_segment": dg.MetadataValue.json(
+            {s.segment_id: s.model_dump(include={"member_count", "entered", "exited"}) for s in segments}
+        ),
+        "per_segment_lists": listed,
+        "config_versions": dg.MetadataValue.json({s.segment_id: s.version for s in segments}),
+    }
+
+
 def _metadata(results: dict[str, SegmentJobResult], configs: list[SegmentConfig]) -> dict[str, object]:
     last = results[max(results)]
-    per_segment = {
-        s.segment_id: s.model_dump(include={"member_count", "entered", "exited"}) for s in last.segments
-    }
     return {
         "partitions": ", ".join(results),
         "results": dg.MetadataValue.path(last.results_uri),
@@ -126,8 +145,7 @@ def _metadata(results: dict[str, SegmentJobResult], configs: list[SegmentConfig]
         "memberships": last.total_members,
         "entered": sum(s.entered or 0 for s in last.segments),
         "exited": sum(s.exited or 0 for s in last.segments),
-        "per_segment": dg.MetadataValue.json(per_segment),
-        "config_versions": dg.MetadataValue.json({c.segment_id: c.version for c in configs}),
+        **_per_segment_metadata(last, configs),
         "rows_read": dg.MetadataValue.json(last.quality.rows_read),
         "rejected_rows": dg.MetadataValue.json(last.quality.rejected),
         "spark_seconds": round(sum(r.seconds for r in results.values()), 3),
