@@ -49,7 +49,7 @@ import psutil
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import redis
-from elasticsearch import AsyncElasticsearch, Elasticsearch
+from elasticsearch import Elasticsearch
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -68,8 +68,8 @@ from resources.publishing.index_writer import SegmentIndexWriter  # noqa: E402
 from resources.publishing.ingestion import IngestionSettings, ingest_calculation  # noqa: E402
 from resources.publishing.lock import IngestionLock  # noqa: E402
 from resources.serving.reader import SegmentReader  # noqa: E402
-from resources.serving.search_guard import SearchGuard  # noqa: E402
-from resources.settings import Settings  # noqa: E402
+from resources.serving.search_guard import SearchGuard, search_client  # noqa: E402
+from resources.settings import Settings, elasticsearch_hosts  # noqa: E402
 from segmentation_assets.core.segment_job import SegmentConfig, SegmentJobRequest, SegmentJobResult, run_segment_job  # noqa: E402
 from segmentation_assets.core.spark_session import local_spark_session  # noqa: E402
 
@@ -173,20 +173,25 @@ def members_held(result: SegmentJobResult) -> dict[str, int]:
 
 
 async def catalog_footprint(settings: Settings, prefix: str, index: str) -> dict[str, float]:
-    """One process's catalog of `index`: heap bytes, serialized bytes, seconds to read it."""
-    es = AsyncElasticsearch(settings.elasticsearch_url, request_timeout=120)
+    """One process's catalog of `index`: seconds to read it (the API's client), then heap bytes
+    (a second read, under tracemalloc, which slows it), serialized bytes, seconds to take it back."""
+    es = search_client(settings.elasticsearch_url, 120)
     try:
         guard = SearchGuard(Circuits(), budget_seconds=60, open_seconds=5)
-        reader = SegmentReader(es, prefix, guard, catalog_budget_seconds=60)
-        tracemalloc.start()
+
+        def reader() -> SegmentReader:
+            return SegmentReader(es, prefix, guard, catalog_budget_seconds=60)
+
         started = time.perf_counter()
-        catalog = await reader.catalog(index)
+        await reader().catalog(index)
         seconds = time.perf_counter() - started
+        tracemalloc.start()
+        catalog = await reader().catalog(index)
         heap = tracemalloc.get_traced_memory()[0]
         tracemalloc.stop()
         serialized = SegmentReader.serialized_catalog(catalog)
         started = time.perf_counter()
-        SegmentReader(es, prefix, guard, catalog_budget_seconds=60).adopt_catalog(index, serialized)
+        reader().adopt_catalog(index, serialized)
         adopt_seconds = time.perf_counter() - started
         return {"entries": len(catalog), "heap_mb": heap / 2**20, "serialized_mb": len(serialized) / 2**20,
                 "read_seconds": seconds, "adopt_seconds": adopt_seconds}
@@ -279,7 +284,7 @@ def main() -> int:
     schema = f"bench_{run}"
     workdir = Path(tempfile.mkdtemp(prefix="bench-segments-"))
     lake = workdir / "lake"
-    es = Elasticsearch(settings.elasticsearch_url, request_timeout=600)
+    es = Elasticsearch(elasticsearch_hosts(settings.elasticsearch_url), request_timeout=600)
     cache = redis.Redis.from_url(settings.redis_url)
     coordination = redis.Redis.from_url(settings.coordination_redis_url)
     admin_engine = create_engine(settings.database_url)

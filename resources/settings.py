@@ -13,6 +13,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+def checked_replicas(value: str) -> str:
+    """`SEGMENTATION_INDEX_REPLICAS` as given, if it is a number of replicas (`1`) or an auto-expand
+    range from low to high (`0-1`, `1-all`); else a ValueError naming the setting."""
+    low, _, high = value.partition("-")
+    if not re.fullmatch(r"\d+(-(\d+|all))?", value) or (high.isdigit() and int(high) < int(low)):
+        raise ValueError(
+            f"SEGMENTATION_INDEX_REPLICAS must be a number of replicas (`1`) or an auto-expand range "
+            f"from low to high (`0-1`, `1-all`), not {value!r}"
+        )
+    return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SEGMENTATION_", extra="ignore")
 
@@ -146,17 +158,10 @@ class Settings(BaseSettings):
         "Empty: alerts are only recorded, in the config store's `alerts` table.",
     )
 
-
     @field_validator("index_replicas")
     @classmethod
     def _replicas_number_or_range(cls, value: str) -> str:
-        low, _, high = value.partition("-")
-        if not re.fullmatch(r"\d+(-(\d+|all))?", value) or (high.isdigit() and int(high) < int(low)):
-            raise ValueError(
-                f"SEGMENTATION_INDEX_REPLICAS must be a number of replicas (`1`) or an auto-expand range "
-                f"from low to high (`0-1`, `1-all`), not {value!r}"
-            )
-        return value
+        return checked_replicas(value)
 
     @property
     def partition_seconds(self) -> int:

@@ -13,7 +13,6 @@ which indices may be served and in what order they were calculated.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,7 @@ from elasticsearch import Elasticsearch, NotFoundError, helpers
 
 from resources.names import read_alias, type_alias, type_index_pattern
 from resources.publishing.bulk_load import BulkLoader, BulkSettings, LoadReport
+from resources.settings import checked_replicas
 from resources.targeting import TARGETING_ATTRIBUTES
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 # 6-42 GB as measured (short ids to 36-character ones), under Elastic's 50 GB ceiling.
 DEFAULT_MEMBERSHIPS_PER_SHARD = 500_000_000
 MAX_SIZED_SHARDS = 16  # a sized index never has more; past it, shards grow beyond the size instead
-REPLICAS_RANGE = re.compile(r"\d+-(\d+|all)")
 
 SEGMENT_INDEX_MAPPING: dict[str, Any] = {
     "dynamic": "strict",
@@ -69,11 +68,9 @@ def shard_count(memberships: int, memberships_per_shard: int = DEFAULT_MEMBERSHI
 def replica_settings(replicas: str) -> dict[str, Any]:
     """Index settings for `SEGMENTATION_INDEX_REPLICAS`: a number (`1`) is that many replicas, with
     auto-expansion off; a range (`0-1`, `1-all`) is `auto_expand_replicas`."""
-    if replicas.isdigit():
+    if checked_replicas(replicas).isdigit():
         return {"number_of_replicas": int(replicas), "auto_expand_replicas": False}
-    if REPLICAS_RANGE.fullmatch(replicas):
-        return {"auto_expand_replicas": replicas}
-    raise ValueError(f"replicas must be a number (`1`) or an auto-expand range (`0-1`, `1-all`), not {replicas!r}")
+    return {"auto_expand_replicas": replicas}
 
 
 def chunk_id(segment_id: str, chunk: int) -> str:

@@ -16,8 +16,8 @@ answered; the rest raises `SearchUnavailable`.
 
 In front of Redis, each process keeps the answers (and segment summaries) it made last in a
 bounded near cache, keyed by the generation: a repeated lookup, the commonest, is then neither
-read from Redis nor joined again. Catalogs stay out of it: the reader keeps the ones it holds,
-parsed, in an LRU of its own.
+read from Redis nor joined again. Catalogs stay out of it: the reader keeps the ones it holds
+in an LRU of its own.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ from resources.serving.served_indices import Held, ServedIndices
 WARM_SECONDS = 10.0
 
 MEMBERSHIPS, SEGMENT, CATALOG, HOLDS = CacheKind.MEMBERSHIPS, CacheKind.SEGMENT, CacheKind.CATALOG, CacheKind.HOLDS
-
 
 
 class SegmentLookups:

@@ -8,9 +8,9 @@ reading its ids (~50x slower lookups, measured). So lookups read no stored field
 from the catalog of the index that served the hit: its chunk-0 documents' `_source`, read once per
 index and process. An index never changes once served, so a catalog is never stale.
 
-A catalog is segment id -> that segment's answer as JSON bytes, nothing else: a process holds one
-per served index (two of a type around a switch), and at 100K segments a type's catalog as dicts
-took ~490 MB per worker where its bytes take ~30 MB (bench/bench_segments.py).
+A catalog is segment id -> that segment's answer as JSON bytes, nothing else: at 100K segments a
+type's catalog as dicts took ~490 MB per worker where its bytes take ~33 MB (bench/bench_segments.py).
+A process keeps the catalogs it read last, up to a count and a size (`_keep`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-from elasticsearch import AsyncElasticsearch, NotFoundError
+from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError
 
 from resources.names import read_alias, type_alias
 from resources.serving.search_guard import SearchGuard
@@ -38,6 +38,8 @@ CUSTOMERS_PER_BUDGET = 250
 # page of 10,000 took 0.6-0.9 s of a 2 s budget (100K segments, 37M memberships); 2,000 leave room.
 CATALOG_PAGE = 2_000
 CATALOGS_KEPT = 32  # indices: a few generations of every segment type
+# And at most this many bytes of answers: at 100K segments a catalog is ~25 MB of them.
+CATALOG_BYTES_KEPT = 256 << 20
 NO_STORED_FIELDS = ["_none_"]
 # What a lookup reads of its answer (whether a shard failed, and of each hit what says which
 # customers hold which segment); the rest (`took`, `_score`, ...) is not even sent.
@@ -51,7 +53,8 @@ AGGREGATED_FIELDS = [
     "aggregations.indices.buckets.segments.buckets.key",
 ]
 INDICES_PER_ANSWER = 1_000  # indices behind the read alias: one per served type
-SEGMENTS_PER_BUCKET = MAX_HITS  # below `search.max_buckets` (65,536), whatever the customer
+# Below `search.max_buckets` (65,536) for up to 6 served types; past it, the hits are paged.
+SEGMENTS_PER_BUCKET = MAX_HITS
 PIT_KEEP_ALIVE = "1m"  # between two parts of one batch: far longer than the budget of each
 
 
@@ -104,6 +107,7 @@ class SegmentReader:
         self._guard = guard
         self._catalog_budget = catalog_budget_seconds
         self._catalogs: OrderedDict[str, Catalog] = OrderedDict()
+        self._catalog_bytes: dict[str, int] = {}
         self._loading: dict[str, asyncio.Future[Catalog]] = {}
 
     async def catalog(self, index: str) -> Catalog:
@@ -145,9 +149,15 @@ class SegmentReader:
         return catalog
 
     def _keep(self, index: str, catalog: Catalog) -> None:
+        """Holds a catalog, letting the ones held longest go past `CATALOGS_KEPT` or
+        `CATALOG_BYTES_KEPT` (never the one just kept): retired indices are never asked again."""
         self._catalogs[index] = catalog
-        if len(self._catalogs) > CATALOGS_KEPT:
-            self._catalogs.popitem(last=False)
+        self._catalog_bytes[index] = sum(map(len, catalog.values()))
+        while len(self._catalogs) > 1 and (
+            len(self._catalogs) > CATALOGS_KEPT or sum(self._catalog_bytes.values()) > CATALOG_BYTES_KEPT
+        ):
+            oldest, _ = self._catalogs.popitem(last=False)
+            del self._catalog_bytes[oldest]
 
     def loaded_catalog(self, index: str) -> Catalog | None:
         """The catalog of an index if this process holds it already (no I/O)."""
@@ -190,8 +200,23 @@ class SegmentReader:
         """One customer's segments as the keys of a terms aggregation (by index, then segment id),
         not as hits: for a customer in 1,000+ segments Elasticsearch answered 5x fewer bytes and
         its p99 fell from ~80 ms to ~10 ms (bench/bench_segments.py). False, holding nothing, when
-        an index holds the customer in more segments than a bucket lists: the hits are paged then."""
-        response = await self._guard.run(
+        an index holds the customer in more segments than a bucket lists, or all of them in more
+        than the cluster's `search.max_buckets`: the hits are paged then."""
+        try:
+            response = await self._aggregation(target, customer_id)
+        except ApiError as error:  # more buckets in all than the cluster's `search.max_buckets`
+            if "too_many_buckets" not in str(error.body):  # the reason is in the body, under root causes
+                raise
+            return False
+        indices = response.get("aggregations", {}).get("indices", {})
+        buckets = indices.get("buckets", [])
+        if indices.get("sum_other_doc_count") or any(b["segments"].get("sum_other_doc_count") for b in buckets):
+            return False
+        held[customer_id] = {b["key"]: [s["key"] for s in b["segments"]["buckets"]] for b in buckets}
+        return True
+
+    async def _aggregation(self, target: str, customer_id: str) -> Any:
+        return await self._guard.run(
             "customer_segments",
             lambda: self._es.search(
                 index=target,
@@ -209,12 +234,6 @@ class SegmentReader:
                 filter_path=AGGREGATED_FIELDS,
             ),
         )
-        indices = response.get("aggregations", {}).get("indices", {})
-        buckets = indices.get("buckets", [])
-        if indices.get("sum_other_doc_count") or any(b["segments"].get("sum_other_doc_count") for b in buckets):
-            return False
-        held[customer_id] = {b["key"]: [s["key"] for s in b["segments"]["buckets"]] for b in buckets}
-        return True
 
     async def _collect(
         self, target: str, customer_ids: list[str], held: dict[str, dict[str, list[str]]], pit: _PointInTime | None = None

@@ -22,9 +22,12 @@ def main() -> None:
 
     s3 = boto3.client("s3")
     with open_dagster_pipes(message_writer=PipesS3MessageWriter(client=s3)) as pipes:
-        request_uri = urlparse(pipes.get_extra("request_uri"))
-        body = s3.get_object(Bucket=request_uri.netloc, Key=request_uri.path.lstrip("/"))["Body"].read()
-        request = SegmentJobRequest.from_json(json.loads(body))
+        if "request_uri" in pipes.extras:
+            request_uri = urlparse(pipes.get_extra("request_uri"))
+            body = s3.get_object(Bucket=request_uri.netloc, Key=request_uri.path.lstrip("/"))["Body"].read()
+            request = SegmentJobRequest.from_json(json.loads(body))
+        else:  # a run the release before submitted, with the request inline, meeting this entry point
+            request = SegmentJobRequest.from_json(pipes.get_extra("request"))
         spark = (
             SparkSession.builder.appName(f"segmentation-{request.segment_type}-{request.partition_key}")
             .config(map=JOB_SQL_SETTINGS)

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
-from elasticsearch import AsyncElasticsearch
+from elasticsearch import AsyncElasticsearch, Elasticsearch
 
 from resources.serving import reader as segment_reader
 from resources.serving.reader import SegmentReader
@@ -216,3 +216,19 @@ def test_a_catalog_is_read_in_pages_and_taken_back_whole_from_its_serialized_for
     assert {s: (a["name"], a["labels"], a["city"], a["segment_type"]) for s, a in answers.items()} == {
         s: (name, {"team": f"t{n}"}, "Madrid", "frequent_buyers") for n, (s, name) in enumerate(names.items())
     }
+
+
+def test_a_lone_customer_past_the_clusters_bucket_limit_is_paged(settings: Settings) -> None:
+    """More buckets than `search.max_buckets` allows: Elasticsearch refuses the aggregation, and the
+    customer's hits are read instead."""
+    published = {f"bucket-{n:02d}": ({}, ["u1"]) for n in range(12)}
+    publish(settings, "high_spenders", published, partition_key="2026-11-28")
+    es = Elasticsearch(settings.elasticsearch_url)
+    es.cluster.put_settings(persistent={"search.max_buckets": 5})
+    try:
+        held, targets = read(settings, ["u1"])
+    finally:
+        es.cluster.put_settings(persistent={"search.max_buckets": None})
+        es.close()
+    assert segments_of(held["u1"]) == expected(published, "u1") and len(expected(published, "u1")) == 12
+    assert len(targets) == 2  # the aggregation refused, then one page of hits

@@ -68,8 +68,8 @@ def test_a_wrong_replicas_setting_fails_naming_it(value: str, monkeypatch) -> No
 
 
 def test_the_writer_refuses_a_wrong_replicas_value() -> None:
-    with pytest.raises(ValueError, match="replicas must be a number"):
-        SegmentIndexWriter(None, "segments", replicas="some")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="SEGMENTATION_INDEX_REPLICAS must be a number"):
+        SegmentIndexWriter(None, "segments", replicas="2-1")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
