@@ -37,6 +37,7 @@ from devtools.local_services.elasticsearch import (
 )
 from devtools.local_services.elasticsearch_install import ES, choose_java_home, es_home
 from devtools.local_services.layout import Layout
+from devtools.local_services.processes import poll_until
 from devtools.local_services.service import ServiceError, ServiceState
 from devtools.local_services.system import RunAs, check_reachable_by, chown_tree, ensure_dir, service_user
 from devtools.local_services.urls import BIND_HOST
@@ -154,9 +155,12 @@ def _copy_distribution_config(node: LocalNode, user: RunAs, layout: Layout) -> N
 
 
 def stop_cluster_node(node: LocalNode) -> None:
-    """Stops one node (a test's lost node); `cluster_up` starts it again."""
+    """Stops one node (a test's lost node), and waits until its port is closed, so that
+    `cluster_up` then starts it again rather than taking it for someone else's."""
     if not stop_node(node):
         raise ServiceError(f"{node.label}: not running here, nothing to stop")
+    if poll_until(lambda: describe_listener(node.url)[0], lambda answers: not answers, timeout=60.0, pause=0.5):
+        raise ServiceError(f"{node.label}: its process is gone, yet port {node.http_port} still answers after 60 s")
 
 
 def local_clusters_down(layout: Layout) -> ServiceState | None:

@@ -4,11 +4,11 @@ its memberships, with one replica; the API, given both nodes' URLs, answers look
 stopped costs no lookup, and started again, the cluster goes green by itself.
 
 What a stopped node means with two master-eligible nodes: Elasticsearch keeps one of them out of
-the voting configuration (it must stay odd), so the elected master is the only voter. The test
-stops that node, the harder case, and it holds a primary of the served index: the survivor has no
-master (none can be elected) and cannot promote its replica, yet it still answers searches from
-that replica (`cluster.no_master_block` blocks writes only). Were the other node stopped, the
-master would promote the replica and the cluster would be yellow.
+the voting configuration (it must stay odd), so one node holds the only vote, usually the elected
+master. The test stops a node that holds a primary of the served index, the master when it holds
+one: when that node held the vote, the survivor has no master and cannot promote its replica, yet
+it still answers searches from that replica (`cluster.no_master_block` blocks writes only); else
+the survivor promotes the replica and the cluster is yellow. Lookups are answered either way.
 
 Expected answers are computed here, from the memberships written, with none of the serving code.
 """
@@ -156,19 +156,17 @@ def test_a_stopped_node_costs_no_lookup_and_started_again_the_cluster_goes_green
     master = master_name(es)
     holding_primaries = {c["node"] for c in shard_copies(es, index) if c["prirep"] == "p"}
     # The node stopped holds a primary, so some lookups must be answered by a replica: the master
-    # when it holds one (the harder case: no master is left), else the other node.
+    # when it holds one (the harder case: when it also held the only vote, no master is left).
     stopped_name = master if master in holding_primaries else next(iter(holding_primaries))
     nodes = cluster_nodes(TEST_ES_CLUSTER_PORT, layout_for(elasticsearch_cluster))  # the session's state folder
     [node] = [n for n in nodes if n.node_name == stopped_name]
     [survivor] = [n for n in nodes if n.node_name != stopped_name]
-    only_survivor = Elasticsearch(survivor.url, request_timeout=10)
 
     stop_cluster_node(node)
     try:
-        if stopped_name == master:  # the survivor knows no master and can elect none (the stopped node was the only voter) ...
-            assert only_survivor.cluster.state(metric="master_node", local=True).get("master_node") is None
-        # ... yet the API, which lists both nodes, answers every lookup from it: the shards whose
-        # primary was on the stopped node, from their replica.
+        # The survivor alone answers (it may or may not have a master: with two nodes one holds the
+        # only vote), and the API, which lists both nodes, answers every lookup from it: the shards
+        # whose primary was on the stopped node, from their replica.
         assert answers_from_elasticsearch(api, on_cluster) == {c: expected(c) for c in CUSTOMERS + ["nobody"]}
     finally:
         started = time.monotonic()
