@@ -247,10 +247,17 @@ def test_poll_until_stops_at_the_first_exception() -> None:
     assert len(calls) == 1
 
 
+def _default_signals() -> None:
+    # In the child, before exec: SIGTERM as a fresh process has it. A session's earlier tests can
+    # leave it ignored or blocked in this process, and a child inherits both (seen in CI).
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
 def _python_child(code: str) -> subprocess.Popen[str]:
     """A Python child that prints `ready` once `code` has run, then sleeps; its marker is the code."""
     child = subprocess.Popen([sys.executable, "-c", f"{code}; print('ready', flush=True); import time; time.sleep(60)"],
-                             stdout=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, text=True, preexec_fn=_default_signals)
     assert child.stdout is not None and child.stdout.readline() == "ready\n"
     return child
 
